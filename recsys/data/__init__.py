@@ -1,0 +1,48 @@
+"""Interaction-log data: readers for every supported format, cleaning (nulls, duplicates, k-core),
+id vocabularies, chronological splits, the prepared-dataset folder, and a synthetic log generator.
+"""
+
+from recsys.data.cleaning import CleaningConfig, CleaningReport, clean_interactions, k_core
+from recsys.data.prepare import PrepareConfig, fingerprint, prepare_dataset
+from recsys.data.prepared import (
+    FORMAT_VERSION,
+    PreparedDataset,
+    load_prepared,
+    write_prepared,
+)
+from recsys.data.readers import (
+    LOG_FORMATS,
+    ColumnMapping,
+    LogFormat,
+    TimeUnit,
+    detect_format,
+    read_interactions,
+)
+from recsys.data.splits import SplitConfig, SplitStrategy, assign_split, order_chronologically
+from recsys.data.vocab import IdVocabulary, index_interactions
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LOG_FORMATS",
+    "CleaningConfig",
+    "CleaningReport",
+    "ColumnMapping",
+    "IdVocabulary",
+    "LogFormat",
+    "PrepareConfig",
+    "PreparedDataset",
+    "SplitConfig",
+    "SplitStrategy",
+    "TimeUnit",
+    "assign_split",
+    "clean_interactions",
+    "detect_format",
+    "fingerprint",
+    "index_interactions",
+    "k_core",
+    "load_prepared",
+    "order_chronologically",
+    "prepare_dataset",
+    "read_interactions",
+    "write_prepared",
+]

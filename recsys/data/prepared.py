@@ -1,0 +1,106 @@
+"""The prepared dataset folder: the contract between data preparation and training/evaluation.
+
+Layout (plain Parquet, so a Spark or Ray job can produce it unchanged)::
+
+    interactions.parquet  user_idx, item_idx, timestamp, position, split [, rating]
+                          sorted by user_idx, position
+    users.parquet         user_idx, user_id
+    items.parquet         item_idx, item_id, count (all splits), train_count (training split)
+    stats.json            format version, counts, filters, split, input fingerprint, ...
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recsys.data import columns as C
+from recsys.data.vocab import IdVocabulary
+from recsys.errors import DataError
+from recsys.io import atomic_directory, write_json
+
+FORMAT_VERSION = "recsys.prepared/v1"
+INTERACTIONS_FILE = "interactions.parquet"
+USERS_FILE = "users.parquet"
+ITEMS_FILE = "items.parquet"
+STATS_FILE = "stats.json"
+_REQUIRED_INTERACTION_COLUMNS = (C.USER_IDX, C.ITEM_IDX, C.TIMESTAMP, C.POSITION, C.SPLIT)
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """Indexed, cleaned, chronologically ordered and split interactions with their vocabularies."""
+
+    interactions: pl.DataFrame
+    users: IdVocabulary
+    items: IdVocabulary
+    stats: dict[str, Any]
+
+    @property
+    def num_users(self) -> int:
+        return self.users.size
+
+    @property
+    def num_items(self) -> int:
+        return self.items.size
+
+    def split_frame(self, split: str) -> pl.DataFrame:
+        """The events of one split, in chronological order per user."""
+        if split not in C.SPLIT_NAMES:
+            raise DataError(f"unknown split {split!r}: expected one of {', '.join(C.SPLIT_NAMES)}")
+        return self.interactions.filter(pl.col(C.SPLIT) == split)
+
+
+def write_prepared(dataset: PreparedDataset, out: Path, overwrite: bool = False) -> Path:
+    """Write the dataset folder atomically: all files appear at ``out`` at once, or none."""
+    with atomic_directory(Path(out), overwrite=overwrite) as staging:
+        dataset.interactions.write_parquet(staging / INTERACTIONS_FILE, statistics=True)
+        dataset.users.table.write_parquet(staging / USERS_FILE)
+        dataset.items.table.write_parquet(staging / ITEMS_FILE)
+        write_json(staging / STATS_FILE, dataset.stats)
+    return Path(out)
+
+
+def load_prepared(path: Path) -> PreparedDataset:
+    """Read and check a prepared dataset folder; a folder that is not one raises ``DataError``."""
+    path = Path(path)
+    hint = "create one with `recsys prepare`"
+    if not path.is_dir():
+        raise DataError(f"{path} is not a prepared dataset: no such folder ({hint})")
+    for name in (STATS_FILE, INTERACTIONS_FILE, USERS_FILE, ITEMS_FILE):
+        if not (path / name).is_file():
+            raise DataError(f"{path} is not a prepared dataset: {name} is missing ({hint})")
+    try:
+        stats = json.loads((path / STATS_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path / STATS_FILE} is not valid JSON: {err}") from err
+    version = stats.get("format_version") if isinstance(stats, dict) else None
+    if version != FORMAT_VERSION:
+        raise DataError(
+            f"{path} has prepared-dataset format {version!r}; this version reads {FORMAT_VERSION!r}"
+        )
+    try:
+        interactions = pl.read_parquet(path / INTERACTIONS_FILE)
+        users = pl.read_parquet(path / USERS_FILE)
+        items = pl.read_parquet(path / ITEMS_FILE)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise DataError(f"{path} has an unreadable Parquet file: {err}") from err
+    missing = [c for c in _REQUIRED_INTERACTION_COLUMNS if c not in interactions.columns]
+    if missing:
+        raise DataError(f"{path / INTERACTIONS_FILE} lacks the columns {', '.join(missing)}")
+    dataset = PreparedDataset(
+        interactions=interactions,
+        users=IdVocabulary(users, C.USER_IDX, C.USER_ID),
+        items=IdVocabulary(items, C.ITEM_IDX, C.ITEM_ID),
+        stats=stats,
+    )
+    if stats.get("num_interactions") != interactions.height:
+        raise DataError(
+            f"{path} is inconsistent: stats.json says {stats.get('num_interactions')} "
+            f"interactions, {INTERACTIONS_FILE} has {interactions.height}"
+        )
+    return dataset

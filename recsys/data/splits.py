@@ -1,0 +1,128 @@
+"""Chronological ordering and train/validation/test splits.
+
+- ``leave-one-out`` (the SASRec paper's protocol): per user, the last event is the test target and
+  the second-to-last the validation target; users with fewer than 3 events keep all in training.
+- ``temporal`` (what production sees): global time cut-offs; every event at or after the test
+  cut-off is test, between the validation and test cut-offs validation, before that training.
+  No training event is later than any validation or test event, so nothing leaks from the future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import polars as pl
+
+from recsys.data import columns as C
+from recsys.errors import ConfigError, DataError
+
+SplitStrategy = Literal["leave-one-out", "temporal"]
+SPLIT_DTYPE = pl.Enum(list(C.SPLIT_NAMES))
+_LOO_MIN_EVENTS = 3
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split. For ``temporal``, explicit cut-offs win over fractions of the time range."""
+
+    strategy: SplitStrategy = "leave-one-out"
+    validation_cutoff: datetime | None = None
+    test_cutoff: datetime | None = None
+    validation_fraction: float = 0.1
+    """Share of events (by time quantile) in validation when no cut-off is given."""
+    test_fraction: float = 0.1
+    """Share of events (by time quantile) in test when no cut-off is given."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("leave-one-out", "temporal"):
+            raise ConfigError(f"split must be 'leave-one-out' or 'temporal', got {self.strategy!r}")
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"{name} must be in (0, 1), got {value}")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                "validation_fraction + test_fraction must be < 1, got "
+                f"{self.validation_fraction} + {self.test_fraction}"
+            )
+        if (self.validation_cutoff is None) != (self.test_cutoff is None):
+            raise ConfigError("give both validation_cutoff and test_cutoff, or neither")
+        if (
+            self.validation_cutoff is not None
+            and self.test_cutoff is not None
+            and _utc(self.validation_cutoff) > _utc(self.test_cutoff)
+        ):
+            raise ConfigError(
+                f"validation_cutoff ({self.validation_cutoff.isoformat()}) is after "
+                f"test_cutoff ({self.test_cutoff.isoformat()})"
+            )
+
+
+def order_chronologically(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort by user, then time, ties broken by input order, and number each user's events."""
+    keys = [C.USER_IDX, C.TIMESTAMP, C.EVENT_ORDER]
+    ordered = frame.sort(keys)
+    return ordered.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int32).over(C.USER_IDX).alias(C.POSITION)
+    )
+
+
+def assign_split(frame: pl.DataFrame, config: SplitConfig) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Add the ``split`` column to a chronologically ordered frame.
+
+    Returns the frame and a description of the split (strategy and cut-offs) for ``stats.json``.
+    """
+    if config.strategy == "leave-one-out":
+        length = pl.len().over(C.USER_IDX)
+        position = pl.col(C.POSITION)
+        split = (
+            pl.when((length >= _LOO_MIN_EVENTS) & (position == length - 1))
+            .then(pl.lit(C.TEST))
+            .when((length >= _LOO_MIN_EVENTS) & (position == length - 2))
+            .then(pl.lit(C.VALIDATION))
+            .otherwise(pl.lit(C.TRAIN))
+        )
+        return frame.with_columns(split.cast(SPLIT_DTYPE).alias(C.SPLIT)), {
+            "strategy": config.strategy,
+            "rule": "per user: last event test, second-to-last validation (users with >= 3 events)",
+        }
+    times = frame.get_column(C.TIMESTAMP)
+    if times.null_count() == times.len():
+        raise DataError(
+            "the temporal split needs timestamps and this log has none "
+            "(map one with --time-col, or use --split leave-one-out)"
+        )
+    if config.validation_cutoff is not None and config.test_cutoff is not None:
+        validation_cutoff = _utc(config.validation_cutoff)
+        test_cutoff = _utc(config.test_cutoff)
+    else:
+        validation_cutoff = _quantile_time(
+            times, 1.0 - config.test_fraction - config.validation_fraction
+        )
+        test_cutoff = _quantile_time(times, 1.0 - config.test_fraction)
+    time = pl.col(C.TIMESTAMP)
+    split = (
+        pl.when(time >= test_cutoff)
+        .then(pl.lit(C.TEST))
+        .when(time >= validation_cutoff)
+        .then(pl.lit(C.VALIDATION))
+        .otherwise(pl.lit(C.TRAIN))
+    )
+    return frame.with_columns(split.cast(SPLIT_DTYPE).alias(C.SPLIT)), {
+        "strategy": config.strategy,
+        "validation_cutoff": validation_cutoff.isoformat(),
+        "test_cutoff": test_cutoff.isoformat(),
+    }
+
+
+def _quantile_time(times: pl.Series, fraction: float) -> datetime:
+    value = times.dt.epoch("ms").quantile(fraction, interpolation="lower")
+    assert value is not None  # times has at least one non-null value here
+    return datetime.fromtimestamp(float(value) / 1000.0, tz=UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,102 @@
+"""Chronological order and splits: leave-one-out, temporal, no leakage, clear errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from recsys.data import PrepareConfig, SplitConfig, prepare_dataset
+from recsys.data import columns as C
+from recsys.errors import ConfigError, DataError
+
+
+def _sequences(frame: pl.DataFrame, split: str | None = None) -> dict[int, list[int]]:
+    if split is not None:
+        frame = frame.filter(pl.col(C.SPLIT) == split)
+    grouped = frame.group_by(C.USER_IDX, maintain_order=True).agg(pl.col(C.ITEM_IDX))
+    return {row[0]: row[1] for row in grouped.iter_rows()}
+
+
+def test_time_ties_are_broken_by_input_order(small_log: pl.DataFrame) -> None:
+    dataset = prepare_dataset(small_log)
+    items = dataset.items
+    user_c = dataset.users.encode(["c"])[0]
+    assert items.decode(_sequences(dataset.interactions)[user_c]) == ["x", "w", "y"]
+
+
+def test_shuffled_input_gives_the_same_sequences(small_log: pl.DataFrame) -> None:
+    # Ties aside, the order of rows in the file must not matter: times decide.
+    untied = small_log.with_columns(pl.int_range(pl.len()).alias("timestamp") * 10)
+    shuffled = untied.sample(fraction=1.0, shuffle=True, seed=3)
+    assert _sequences(prepare_dataset(untied).interactions) == _sequences(
+        prepare_dataset(shuffled).interactions
+    )
+
+
+def test_leave_one_out_holds_out_the_last_two(small_log: pl.DataFrame) -> None:
+    frame = prepare_dataset(small_log).interactions
+    full = _sequences(frame)
+    tests = _sequences(frame, C.TEST)
+    validations = _sequences(frame, C.VALIDATION)
+    for user, sequence in full.items():
+        assert tests[user] == sequence[-1:]
+        assert validations[user] == sequence[-2:-1]
+        assert _sequences(frame, C.TRAIN)[user] == sequence[:-2]
+
+
+def test_leave_one_out_keeps_short_users_in_training() -> None:
+    log = pl.DataFrame({"user_id": [1, 1, 2, 2, 2], "item_id": [1, 2, 1, 2, 3]})
+    frame = prepare_dataset(log).interactions
+    user_one = frame.filter(pl.col(C.USER_IDX) == 1)
+    assert user_one.get_column(C.SPLIT).to_list() == [C.TRAIN, C.TRAIN]
+
+
+def test_temporal_split_by_explicit_cutoffs(small_log: pl.DataFrame) -> None:
+    config = SplitConfig(
+        strategy="temporal",
+        validation_cutoff=datetime.fromtimestamp(35, tz=UTC),
+        test_cutoff=datetime.fromtimestamp(50, tz=UTC),
+    )
+    dataset = prepare_dataset(small_log, PrepareConfig(split=config))
+    frame = dataset.interactions.with_columns(pl.col(C.TIMESTAMP).dt.epoch("s").alias("t"))
+    assert frame.filter(pl.col(C.SPLIT) == C.TEST).get_column("t").to_list() == [50, 50, 60]
+    assert sorted(frame.filter(pl.col(C.SPLIT) == C.VALIDATION).get_column("t")) == [35, 40]
+    assert dataset.stats["split"]["test_cutoff"].startswith("1970-01-01T00:00:50")
+
+
+def test_temporal_split_by_fractions_has_no_leakage(small_log: pl.DataFrame) -> None:
+    config = SplitConfig(strategy="temporal", validation_fraction=0.2, test_fraction=0.2)
+    frame = prepare_dataset(small_log, PrepareConfig(split=config)).interactions
+    times = {
+        name: frame.filter(pl.col(C.SPLIT) == name).get_column(C.TIMESTAMP)
+        for name in C.SPLIT_NAMES
+    }
+    assert all(len(t) > 0 for t in times.values())
+    assert times[C.TRAIN].max() < times[C.VALIDATION].min()  # type: ignore[operator]
+    assert times[C.VALIDATION].max() < times[C.TEST].min()  # type: ignore[operator]
+
+
+def test_temporal_split_without_timestamps_is_explained() -> None:
+    log = pl.DataFrame({"user_id": [1, 1, 1], "item_id": [1, 2, 3]})
+    with pytest.raises(DataError, match="temporal split needs timestamps"):
+        prepare_dataset(log, PrepareConfig(split=SplitConfig(strategy="temporal")))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"test_fraction": 1.5}, "test_fraction must be in"),
+        ({"validation_fraction": 0.6, "test_fraction": 0.5}, "must be < 1"),
+        ({"test_cutoff": datetime(2024, 1, 1)}, "both validation_cutoff and test_cutoff"),
+        (
+            {"validation_cutoff": datetime(2024, 2, 1), "test_cutoff": datetime(2024, 1, 1)},
+            "is after test_cutoff",
+        ),
+        ({"strategy": "random"}, "split must be"),
+    ],
+)
+def test_bad_split_configs_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SplitConfig(**kwargs)  # type: ignore[arg-type]
