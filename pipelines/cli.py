@@ -1,0 +1,42 @@
+"""The ``recsys`` command: one entry point for every batch job and (later) the server.
+
+Errors the user can cause (``RecsysError``) print ``error: <message>`` to stderr and exit with
+status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pipelines.demo import demo
+from pipelines.prepare import prepare
+from pipelines.synth import synth
+from recsys.errors import RecsysError
+
+EXIT_USER_ERROR = 2
+
+app = typer.Typer(
+    name="recsys",
+    help="Attention-based sequential recommender: prepare data, train, evaluate, export, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("synth")(synth)
+app.command("prepare")(prepare)
+app.command("demo")(demo)
+
+
+def main() -> None:
+    """Console-script entry: run the app and turn domain errors into a clean exit."""
+    try:
+        app(prog_name="recsys")
+    except RecsysError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+if __name__ == "__main__":
+    main()

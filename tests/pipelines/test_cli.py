@@ -1,0 +1,112 @@
+"""The ``recsys`` command: every subcommand documents itself, and user errors exit cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUBCOMMANDS = ["synth", "prepare", "demo"]
+
+
+def run_recsys(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command: str) -> None:
+    result = run_recsys(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"recsys {command}" in result.stdout
+    assert "--" in result.stdout
+
+
+def test_top_level_help_lists_the_subcommands() -> None:
+    result = run_recsys("--help")
+    assert result.returncode == 0
+    for command in SUBCOMMANDS:
+        assert command in result.stdout
+
+
+def _assert_user_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_synth_then_prepare_end_to_end(tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    result = run_recsys(
+        "synth", "--users", "50", "--items", "20", "--events", "600", "--out", str(log)
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "data"
+    result = run_recsys(
+        "prepare", "--input", str(log), "--out", str(out), "--min-user-interactions", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["num_interactions"] <= 600
+    assert stats["filters"]["min_user_interactions"] == 3
+    assert "prepared dataset" in result.stderr
+
+    _assert_user_error(
+        run_recsys("prepare", "--input", str(log), "--out", str(out)), "already exists"
+    )
+    _assert_user_error(
+        run_recsys("synth", "--users", "5", "--events", "10", "--out", str(log)), "already exists"
+    )
+
+
+def test_prepare_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    _assert_user_error(
+        run_recsys("prepare", "--input", str(tmp_path / "missing.csv"), "--out", out),
+        "input file not found",
+    )
+    log = tmp_path / "log.csv"
+    log.write_text("uid,item_id\n1,2\n")
+    _assert_user_error(
+        run_recsys("prepare", "--input", str(log), "--out", out),
+        "column 'user_id' (--user-col) not found",
+    )
+    log.write_text("user_id,item_id\n1,2\n")
+    _assert_user_error(
+        run_recsys("prepare", "--input", str(log), "--out", out, "--min-item-interactions", "5"),
+        "no interactions left",
+    )
+    _assert_user_error(
+        run_recsys(
+            "prepare",
+            "--input",
+            str(log),
+            "--out",
+            out,
+            "--split",
+            "temporal",
+            "--test-cutoff",
+            "tomorrow",
+            "--validation-cutoff",
+            "2024-01-01",
+        ),
+        "--test-cutoff 'tomorrow' is not a time",
+    )
+    assert not Path(out).exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]  # nothing half-written
+
+
+def test_bad_choice_is_rejected_by_the_parser(tmp_path: Path) -> None:
+    result = run_recsys("prepare", "--input", "x", "--out", "y", "--format", "xml")
+    assert result.returncode == 2
+    assert "--format" in result.stderr
