@@ -13,6 +13,7 @@ import typer
 from pipelines.demo import demo
 from pipelines.prepare import prepare
 from pipelines.synth import synth
+from pipelines.train import train_command
 from recsys.errors import RecsysError
 
 EXIT_USER_ERROR = 2
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.command("synth")(synth)
 app.command("prepare")(prepare)
+app.command("train")(train_command)
 app.command("demo")(demo)
 
 

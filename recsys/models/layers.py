@@ -1,0 +1,109 @@
+"""Transformer pieces of SASRec: causal self-attention, point-wise feed-forward, one block.
+
+Everything here is TorchScript-compatible (typed, no ``**kwargs``), because the backbone built
+from these blocks is what ``recsys.export`` scripts.
+
+Shape letters: B batch, L sequence length, H hidden size, N heads, D head size (H / N).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention over a fused QKV projection, using the fused SDPA kernels."""
+
+    def __init__(self, hidden_size: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_size = hidden_size // n_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, length, hidden = x.shape
+        q, k, v = self.qkv(x).split(hidden, dim=-1)  # 3 x [B, L, H]
+        shape = (batch, length, self.n_heads, self.head_size)
+        return (
+            q.view(shape).transpose(1, 2),  # [B, N, L, D]
+            k.view(shape).transpose(1, 2),
+            v.view(shape).transpose(1, 2),
+        )
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, H]; attn_mask: [B, 1, L, L] bool, True where a query may attend a key."""
+        batch, length, hidden = x.shape
+        q, k, v = self._heads(x)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(batch, length, hidden)  # [B, L, H]
+        return self.proj(y)
+
+    @torch.jit.export
+    def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """Attention weights of the last position over all positions: [B, N, L]."""
+        q, k, _ = self._heads(x)
+        scores = q[:, :, -1:, :] @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # [B, N, 1, L]
+        scores = scores.masked_fill(~attn_mask[:, :, -1:, :], float("-inf"))
+        return torch.softmax(scores, dim=-1).squeeze(2)
+
+
+class PointWiseFeedForward(nn.Module):
+    """Two position-wise linear layers with a ReLU, as in the paper."""
+
+    def __init__(self, hidden_size: int, inner_size: int, dropout: float) -> None:
+        super().__init__()
+        self.inner = nn.Linear(hidden_size, inner_size)
+        self.outer = nn.Linear(inner_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(self.dropout(F.relu(self.inner(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention + feed-forward, each with dropout, a residual and LayerNorm (pre or post)."""
+
+    def __init__(
+        self, hidden_size: int, n_heads: int, inner_size: int, dropout: float, norm_first: bool
+    ) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        self.attention = CausalSelfAttention(hidden_size, n_heads, dropout)
+        self.feed_forward = PointWiseFeedForward(hidden_size, inner_size, dropout)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=1e-8)
+        self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=1e-8)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, H] -> [B, L, H]."""
+        if self.norm_first:
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+
+    @torch.jit.export
+    def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """The attention weights this block's last position uses: [B, N, L]."""
+        attention_input = self.attention_norm(x) if self.norm_first else x
+        return self.attention.last_query_weights(attention_input, attn_mask)
+
+
+def attention_mask(items: torch.Tensor) -> torch.Tensor:
+    """Causal mask that also hides padding keys: [B, L] item indices -> [B, 1, L, L] bool.
+
+    A padding query may still attend to itself, so no softmax row is empty (no NaN); its output
+    is never used.
+    """
+    length = items.size(1)
+    causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()  # [L, L]
+    diagonal = torch.eye(length, dtype=torch.bool, device=items.device)  # [L, L]
+    keys = (items != 0).unsqueeze(1)  # [B, 1, L]
+    return (causal & (keys | diagonal)).unsqueeze(1)  # [B, 1, L, L]

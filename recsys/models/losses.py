@@ -1,0 +1,95 @@
+"""Training losses over the hidden states at positions that carry a target.
+
+Only target positions are scored (padding never is), so the full-catalogue ``ce`` pays for
+[targets x V] logits, not [B x L x V].
+
+Shape letters: T number of target positions in the batch, H hidden size, V catalogue size,
+K shared negatives.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+LossName = Literal["bce", "sampled_softmax", "ce"]
+LOSSES: tuple[str, ...] = ("bce", "sampled_softmax", "ce")
+
+
+def sample_negatives(
+    positives: torch.Tensor, num_items: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One uniform negative in 1..V per positive, redrawn until it differs from the positive."""
+    negatives = torch.randint(1, num_items + 1, positives.shape, generator=generator)
+    negatives = negatives.to(positives.device)
+    clash = negatives == positives
+    while bool(clash.any()):
+        redraw = torch.randint(1, num_items + 1, (int(clash.sum()),), generator=generator)
+        negatives[clash] = redraw.to(positives.device)
+        clash = negatives == positives
+    return negatives
+
+
+def bce_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embedding: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The paper's loss: binary cross-entropy of the positive and one sampled negative.
+
+    hidden: [T, H]; targets: [T]; item_embedding: [V + 1, H].
+    """
+    negatives = sample_negatives(targets, item_embedding.size(0) - 1, generator)  # [T]
+    positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
+    negative_logits = (hidden * item_embedding[negatives]).sum(-1)  # [T]
+    return F.binary_cross_entropy_with_logits(
+        positive_logits, torch.ones_like(positive_logits)
+    ) + F.binary_cross_entropy_with_logits(negative_logits, torch.zeros_like(negative_logits))
+
+
+def sampled_softmax_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embedding: torch.Tensor,
+    num_negatives: int,
+    sampling_probs: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Softmax over the positive and K negatives shared by the whole batch.
+
+    With ``sampling_probs`` ([V + 1], zero at padding) negatives are drawn from it and every
+    logit gets the log-Q correction (minus the log of its sampling probability), which removes
+    the popularity bias of the sampler; without, negatives are uniform and need no correction.
+    A negative equal to a row's positive is masked out of that row.
+    """
+    num_items = item_embedding.size(0) - 1
+    if sampling_probs is None:
+        negatives = torch.randint(1, num_items + 1, (num_negatives,), generator=generator)
+    else:
+        negatives = torch.multinomial(
+            sampling_probs.cpu(), num_negatives, replacement=True, generator=generator
+        )
+    negatives = negatives.to(targets.device)  # [K]
+    positive_logits = (hidden * item_embedding[targets]).sum(-1, keepdim=True)  # [T, 1]
+    negative_logits = hidden @ item_embedding[negatives].t()  # [T, K]
+    if sampling_probs is not None:
+        log_q = sampling_probs.to(hidden.device).clamp_min(1e-12).log()
+        positive_logits = positive_logits - log_q[targets].unsqueeze(-1)
+        negative_logits = negative_logits - log_q[negatives].unsqueeze(0)
+    negative_logits = negative_logits.masked_fill(
+        negatives.unsqueeze(0) == targets.unsqueeze(-1), float("-inf")
+    )
+    logits = torch.cat([positive_logits, negative_logits], dim=-1)  # [T, 1 + K]
+    labels = torch.zeros(targets.size(0), dtype=torch.long, device=targets.device)
+    return F.cross_entropy(logits, labels)
+
+
+def full_softmax_loss(
+    hidden: torch.Tensor, targets: torch.Tensor, item_embedding: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy over the whole catalogue (padding excluded): [T, H] x [V + 1, H]."""
+    logits = hidden @ item_embedding[1:].t()  # [T, V], column j is item j + 1
+    return F.cross_entropy(logits, targets - 1)

@@ -1,0 +1,131 @@
+"""``SequenceDataModule``: training windows and validation targets from a prepared dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from recsys.data import PreparedDataset
+from recsys.data import columns as C
+from recsys.errors import DataError
+from recsys.training.sequences import (
+    FlatSequences,
+    HeldOutTargets,
+    LengthBucketBatchSampler,
+    evaluation_batch,
+    held_out_targets,
+    training_batch,
+    training_sequences,
+)
+
+TrainBatch = tuple[torch.Tensor, torch.Tensor]
+EvalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class _Indices(Dataset[int]):
+    """A dataset of row numbers; the collate function builds the tensors for a whole batch."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class SequenceDataModule(pl.LightningDataModule):
+    """Right-aligned, length-bucketed training windows; validation on the split's first target."""
+
+    def __init__(
+        self,
+        dataset: PreparedDataset,
+        max_len: int,
+        batch_size: int,
+        eval_batch_size: int,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        all_training = training_sequences(dataset)
+        keep = np.flatnonzero(all_training.lengths >= 2)  # one item alone has no target
+        self.train_sequences = _subset(all_training, keep)
+        if len(self.train_sequences) == 0:
+            raise DataError("no user has two training events: nothing to learn from")
+        self.validation = held_out_targets(dataset, C.VALIDATION)
+        if len(self.validation.targets) == 0:
+            raise DataError("the validation split is empty: nothing to select a model on")
+        self.num_items = dataset.num_items
+        self.item_train_counts = torch.tensor(
+            dataset.items.table.get_column("train_count").to_list(), dtype=torch.float64
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        rank, world_size = 0, 1
+        if self.trainer is not None:
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        sampler = LengthBucketBatchSampler(
+            self.train_sequences.lengths,
+            self.batch_size,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        if self.trainer is not None:
+            sampler.set_epoch(self.trainer.current_epoch)
+        sequences, max_len = self.train_sequences, self.max_len
+        return DataLoader(
+            _Indices(len(sequences)),
+            batch_sampler=sampler,
+            collate_fn=lambda rows: training_batch(sequences, rows, max_len),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return evaluation_loader(
+            self.validation, self.max_len, self.eval_batch_size, self.num_workers, self.pin_memory
+        )
+
+
+def evaluation_loader(
+    held_out: HeldOutTargets,
+    max_len: int,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader[Any]:
+    """Batches of (history window, target, full history), longest histories batched together."""
+    sampler = LengthBucketBatchSampler(
+        held_out.histories.lengths, batch_size, seed=0, shuffle=False
+    )
+    return DataLoader(
+        _Indices(len(held_out.targets)),
+        batch_sampler=sampler,
+        collate_fn=lambda rows: evaluation_batch(held_out, rows, max_len),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+
+
+def _subset(sequences: FlatSequences, rows: np.ndarray) -> FlatSequences:
+    lengths = sequences.lengths[rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    items = (
+        np.concatenate([sequences.row(int(i)) for i in rows]) if len(rows) else sequences.items[:0]
+    )
+    return FlatSequences(items, offsets)

@@ -1,0 +1,188 @@
+"""The training job: prepared dataset + ``TrainConfig`` -> checkpoints, logs, summary, curves.
+
+Run folder layout::
+
+    config.yaml                 the resolved configuration
+    checkpoints/best.ckpt       best validation NDCG@10 (full ranking, seen items excluded)
+    checkpoints/last.ckpt       the latest epoch, for --resume
+    logs/metrics.csv            per-step and per-epoch metrics (plus TensorBoard if installed);
+                                a resumed run adds logs/resumed-N/metrics.csv
+    summary.json                best epoch and metrics, wall time, seconds per epoch, config
+    training_curves.png
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from recsys.data import load_prepared
+from recsys.errors import ConfigError, OutputExistsError
+from recsys.io import atomic_write_text, write_json
+from recsys.training.callbacks import EpochTimer
+from recsys.training.config import TrainConfig
+from recsys.training.curves import best_epoch, epoch_metrics, plot_curves
+from recsys.training.datamodule import SequenceDataModule
+from recsys.training.module import VALIDATION_METRIC, SASRecModule
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+CURVES_FILE = "training_curves.png"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+
+
+def resolve_precision(config: TrainConfig) -> str:
+    """``auto``: bf16 mixed precision on a GPU that has it, full precision elsewhere."""
+    if config.precision != "auto":
+        return config.precision
+    wants_gpu = config.accelerator in ("auto", "gpu", "cuda")
+    if wants_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check the run folder against the flags; return the checkpoint to resume from, if any."""
+    last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if resume:
+        if not last.is_file():
+            raise ConfigError(f"--resume: no checkpoint to resume from at {last}")
+        return last
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(
+                f"run folder {run_dir} already exists (pass --resume to continue it, "
+                "or --overwrite to start over)"
+            )
+        shutil.rmtree(run_dir)
+    return None
+
+
+def train(
+    data_dir: Path,
+    run_dir: Path,
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train SASRec on a prepared dataset; returns (and writes) the run summary."""
+    run_dir = Path(run_dir)
+    resume_from = prepare_run_dir(run_dir, resume, overwrite)
+    dataset = load_prepared(data_dir)
+    torch.set_flush_denormal(True)  # denormal floats in tiny Adam states slow CPU steps 10x
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    on_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+    data = SequenceDataModule(
+        dataset,
+        max_len=config.max_len,
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        seed=config.seed,
+        num_workers=config.num_workers,
+        pin_memory=on_gpu,
+    )
+    module = SASRecModule(
+        model=config.model_config_for(dataset.num_items).to_dict(),
+        train=config.model_dump(mode="json"),
+        dataset_fingerprint=str(dataset.stats["input"]["fingerprint"]),
+        item_train_counts=data.item_train_counts.tolist(),
+    )
+    timer = EpochTimer()
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename=Path(BEST_CHECKPOINT).stem,
+        monitor=VALIDATION_METRIC,
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    stopper = EarlyStopping(monitor=VALIDATION_METRIC, mode="max", patience=config.patience)
+    trainer = pl.Trainer(
+        default_root_dir=run_dir,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        precision=resolve_precision(config),  # type: ignore[arg-type]
+        max_epochs=config.max_epochs,
+        max_time=timedelta(minutes=config.max_minutes) if config.max_minutes else None,
+        gradient_clip_val=config.gradient_clip,
+        check_val_every_n_epoch=config.check_val_every_n_epoch,
+        callbacks=[timer, checkpoint, stopper],  # timer first: checkpoint saving is not training
+        logger=_loggers(run_dir, resuming=resume_from is not None),
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # the length-bucketed sampler shards by rank itself
+        deterministic="warn",
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    wall_time = time.perf_counter() - started
+    summary: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        summary = _summarise(run_dir, config, dataset.stats, trainer, timer, wall_time)
+        write_json(run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _loggers(run_dir: Path, resuming: bool) -> list[Logger]:
+    """CSV (and TensorBoard) logs; a resumed run logs into a new sub-folder, so that nothing
+    already logged is overwritten."""
+    version = ""
+    if resuming:
+        version = f"resumed-{len(list((run_dir / 'logs').glob('resumed-*'))) + 1}"
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs", version=version)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(TensorBoardLogger(run_dir, name="logs", version="tensorboard"))
+    return loggers
+
+
+def _summarise(
+    run_dir: Path,
+    config: TrainConfig,
+    dataset_stats: dict[str, Any],
+    trainer: pl.Trainer,
+    timer: EpochTimer,
+    wall_time: float,
+) -> dict[str, Any]:
+    epochs = epoch_metrics(sorted((run_dir / "logs").glob("**/metrics.csv")))
+    best = best_epoch(epochs)
+    plot_curves(epochs, run_dir / CURVES_FILE, title=f"SASRec ({config.loss}) — {run_dir.name}")
+    durations = timer.durations
+    return {
+        "created_at": datetime.now(UTC).isoformat(),
+        "best_epoch": best.get("epoch"),
+        "best_validation": {k: v for k, v in best.items() if k.startswith("val/")},
+        "best_checkpoint": str(run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT),
+        "epochs_trained": trainer.current_epoch,
+        "stopped_early": trainer.should_stop and trainer.current_epoch < config.max_epochs,
+        "wall_time_s": round(wall_time, 2),
+        "train_seconds_per_epoch": round(sum(durations) / len(durations), 3) if durations else None,
+        "epochs_per_second": round(len(durations) / sum(durations), 4) if durations else None,
+        "device": str(trainer.strategy.root_device),
+        "precision": str(trainer.precision),
+        "dataset": {
+            "fingerprint": dataset_stats["input"]["fingerprint"],
+            "num_users": dataset_stats["num_users"],
+            "num_items": dataset_stats["num_items"],
+            "num_interactions": dataset_stats["num_interactions"],
+        },
+        "config": config.model_dump(mode="json"),
+    }

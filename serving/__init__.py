@@ -1,0 +1,3 @@
+"""The gRPC recommendation service (coming): server, Redis feature cache, TorchScript runtime."""
+
+__all__: list[str] = []

@@ -1,0 +1,98 @@
+"""The SASRec backbone: causality, padding invariance, attention weights, config round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recsys.errors import ConfigError
+from recsys.models import SASRec, SASRecConfig
+
+
+@pytest.fixture
+def model() -> SASRec:
+    torch.manual_seed(0)
+    return SASRec(SASRecConfig(num_items=30, max_len=8, hidden_size=16, n_heads=2)).eval()
+
+
+def test_a_position_never_sees_the_future(model: SASRec) -> None:
+    items = torch.tensor([[3, 5, 7, 9, 11, 13]])
+    changed = items.clone()
+    changed[0, 4:] = torch.tensor([20, 21])
+    original, altered = model(items), model(changed)
+    assert torch.allclose(original[:, :4], altered[:, :4], atol=1e-6)
+    assert not torch.allclose(original[:, 4:], altered[:, 4:], atol=1e-3)
+
+
+def test_padding_does_not_change_outputs(model: SASRec) -> None:
+    items = torch.tensor([[4, 8, 15, 16]])
+    padded = torch.tensor([[0, 0, 0, 0, 4, 8, 15, 16]])
+    assert torch.allclose(model(items), model(padded)[:, 4:], atol=1e-5)
+    assert not torch.isnan(model(padded)).any()
+    # What the padding slots hold must not matter either (they are masked keys).
+    assert torch.allclose(model.score_next(items), model.score_next(padded), atol=1e-5)
+
+
+def test_batch_rows_are_independent(model: SASRec) -> None:
+    batch = torch.tensor([[0, 0, 2, 3], [5, 6, 7, 8]])
+    assert torch.allclose(model(batch)[1:], model(batch[1:]), atol=1e-6)
+
+
+def test_scores_never_recommend_padding(model: SASRec) -> None:
+    scores = model.score_next(torch.tensor([[1, 2, 3]]))
+    assert scores.shape == (1, 31)
+    assert torch.isneginf(scores[0, 0])
+    assert torch.isfinite(scores[0, 1:]).all()
+
+
+def test_padding_embedding_is_zero_and_gets_no_gradient() -> None:
+    model = SASRec(SASRecConfig(num_items=10, max_len=4, hidden_size=8))
+    assert model.item_embedding.weight[0].abs().sum() == 0
+    model(torch.tensor([[0, 1, 2]])).sum().backward()
+    grad = model.item_embedding.weight.grad
+    assert grad is not None and grad[0].abs().sum() == 0 and grad[1].abs().sum() > 0
+
+
+def test_last_attention_is_a_distribution_over_real_items(model: SASRec) -> None:
+    weights = model.last_attention(torch.tensor([[0, 0, 4, 5, 6]]))
+    assert weights.shape == (1, 2, 5)
+    assert torch.allclose(weights.sum(-1), torch.ones(1, 2), atol=1e-6)
+    assert (weights[0, :, :2] == 0).all()  # no attention to padding
+
+
+def test_too_long_sequences_are_refused(model: SASRec) -> None:
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_scripted_model_matches_eager(model: SASRec) -> None:
+    scripted = torch.jit.script(model)
+    items = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    assert torch.allclose(scripted.score_next(items), model.score_next(items), atol=1e-6)
+    assert torch.allclose(scripted.last_attention(items), model.last_attention(items), atol=1e-6)
+
+
+def test_config_round_trips(model: SASRec) -> None:
+    rebuilt = SASRec.from_config(model.get_config())
+    assert rebuilt.get_config() == model.get_config()
+    rebuilt.load_state_dict(model.state_dict())
+    items = torch.tensor([[1, 2, 3]])
+    assert torch.allclose(rebuilt.eval()(items), model(items))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_heads": 3, "hidden_size": 16}, r"n_heads \(3\) must divide hidden_size \(16\)"),
+        ({"max_len": 0}, "max_len must be >= 1"),
+        ({"dropout": 1.0}, "dropout must be in"),
+    ],
+)
+def test_impossible_configs_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SASRecConfig(num_items=5, **kwargs)  # type: ignore[arg-type]
+
+
+def test_unknown_config_keys_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown SASRec config keys: heads"):
+        SASRecConfig.from_dict({"num_items": 5, "heads": 2})

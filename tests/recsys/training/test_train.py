@@ -1,0 +1,103 @@
+"""The training job end to end: checkpoints, resume, summary, and a model that really learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
+from recsys.data.synthetic import SynthConfig, generate_log
+from recsys.errors import ConfigError, DataError, OutputExistsError
+from recsys.evaluation import ndcg_at_k, target_ranks
+from recsys.training import (
+    SASRecModule,
+    TrainConfig,
+    evaluation_batch,
+    held_out_targets,
+    train,
+)
+from recsys.training.curves import epoch_metrics
+
+FAST = {
+    "hidden_size": 32,
+    "n_heads": 2,
+    "max_len": 20,
+    "batch_size": 64,
+    "learning_rate": 0.005,
+    "dropout": 0.1,
+    "accelerator": "cpu",
+    "devices": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    log = generate_log(SynthConfig(n_users=400, n_items=120, n_events=12_000, seed=3))
+    config = PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    return write_prepared(prepare_dataset(log, config), out)
+
+
+def _validation_ndcg(data: Path, scorer: str, checkpoint: Path | None = None) -> float:
+    from recsys.data import load_prepared
+
+    dataset = load_prepared(data)
+    held_out = held_out_targets(dataset, "validation")
+    inputs, targets, seen = evaluation_batch(held_out, list(range(len(held_out.targets))), 20)
+    if scorer == "model":
+        assert checkpoint is not None
+        module = SASRecModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+        with torch.no_grad():
+            scores = module.model.score_next(inputs)
+    else:  # most popular in training, the same for everyone
+        counts = dataset.items.table.get_column("train_count").to_list()
+        scores = torch.tensor([float("-inf"), *map(float, counts)]).expand(len(targets), -1)
+    scores = scores.scatter(1, seen, float("-inf"))
+    return float(ndcg_at_k(target_ranks(scores, targets), 10).mean())
+
+
+@pytest.mark.slow
+def test_a_trained_model_beats_most_popular(synthetic_data: Path, tmp_path: Path) -> None:
+    config = TrainConfig.build({**FAST, "loss": "ce", "max_epochs": 8, "patience": 8})
+    summary = train(synthetic_data, tmp_path / "run", config, progress=False)
+    model_ndcg = _validation_ndcg(synthetic_data, "model", tmp_path / "run/checkpoints/best.ckpt")
+    popular_ndcg = _validation_ndcg(synthetic_data, "popular")
+    assert summary["best_validation"]["val/ndcg@10"] == pytest.approx(model_ndcg, abs=1e-4)
+    print(f"validation NDCG@10: model {model_ndcg:.4f}, most popular {popular_ndcg:.4f}")
+    assert model_ndcg > 1.5 * popular_ndcg, (model_ndcg, popular_ndcg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["bce", "sampled_softmax"])
+def test_run_writes_everything_and_resumes(synthetic_data: Path, tmp_path: Path, loss: str) -> None:
+    run_dir = tmp_path / "run"
+    config = TrainConfig.build({**FAST, "loss": loss, "max_epochs": 2, "num_negatives": 32})
+    first = train(synthetic_data, run_dir, config, progress=False)
+    for name in ("config.yaml", "summary.json", "training_curves.png", "logs/metrics.csv"):
+        assert (run_dir / name).is_file(), name
+    assert first["epochs_trained"] == 2
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["loss"] == loss
+    checkpoint = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=False)
+    assert checkpoint["epoch"] == 1
+    assert checkpoint["hyper_parameters"]["model"]["num_items"] > 0
+
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(synthetic_data, run_dir, config, progress=False)
+    more = config.model_copy(update={"max_epochs": 3})
+    resumed = train(synthetic_data, run_dir, more, resume=True, progress=False)
+    assert resumed["epochs_trained"] == 3
+    epochs = epoch_metrics(sorted((run_dir / "logs").glob("**/metrics.csv")))
+    assert epochs.get_column("epoch").to_list() == [0, 1, 2]  # nothing lost by resuming
+
+
+def test_resume_without_a_checkpoint_is_explained(synthetic_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        train(synthetic_data, tmp_path / "run", TrainConfig.build(FAST), resume=True)
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        train(tmp_path, tmp_path / "run", TrainConfig.build(FAST))
