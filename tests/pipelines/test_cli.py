@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SUBCOMMANDS = ["synth", "prepare", "demo"]
+SUBCOMMANDS = ["synth", "prepare", "train", "demo"]
 
 
 def run_recsys(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -110,3 +110,55 @@ def test_bad_choice_is_rejected_by_the_parser(tmp_path: Path) -> None:
     result = run_recsys("prepare", "--input", "x", "--out", "y", "--format", "xml")
     assert result.returncode == 2
     assert "--format" in result.stderr
+
+
+def test_train_from_the_command_line_and_its_errors(tmp_path: Path) -> None:
+    log = tmp_path / "log.parquet"
+    data = tmp_path / "data"
+    assert (
+        run_recsys(
+            "synth", "--users", "60", "--items", "30", "--events", "900", "--out", str(log)
+        ).returncode
+        == 0
+    )
+    assert run_recsys("prepare", "--input", str(log), "--out", str(data)).returncode == 0
+    run = tmp_path / "run"
+    config = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "demo.yaml"
+    result = run_recsys(
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--max-epochs",
+        "1",
+        "--hidden-size",
+        "16",
+        "--accelerator",
+        "cpu",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["hidden_size"] == 16  # the flag won over the YAML's 64
+    assert summary["config"]["loss"] == "ce"  # the YAML won over the default
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+
+    _assert_user_error(
+        run_recsys("train", "--data", str(data), "--out", str(run)), "already exists"
+    )
+    _assert_user_error(
+        run_recsys("train", "--data", str(tmp_path), "--out", str(tmp_path / "r2")),
+        "not a prepared dataset",
+    )
+    _assert_user_error(
+        run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r3"), "--n-heads", "3"),
+        "n_heads (3) must divide hidden_size (50)",
+    )
+    _assert_user_error(
+        run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r4"), "--max-len", "0"),
+        "max_len (--max-len)",
+    )
+    result = run_recsys("train", "--data", str(data), "--out", str(run), "--hiden-size", "3")
+    assert result.returncode == 2 and "--hiden-size" in result.stderr  # unknown flag
