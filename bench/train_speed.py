@@ -105,7 +105,7 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
                 batch = (inputs.to(device), targets.to(device))
                 loss_value: torch.Tensor = module.training_step(batch, 0)
                 optimizer.zero_grad(set_to_none=True)
-                loss_value.backward()
+                loss_value.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(module.parameters(), config.gradient_clip or 1e9)
                 optimizer.step()
             if device == "cuda":
