@@ -11,6 +11,7 @@ import sys
 import typer
 
 from pipelines.demo import demo
+from pipelines.evaluate import evaluate
 from pipelines.prepare import prepare
 from pipelines.synth import synth
 from pipelines.train import train_command
@@ -28,6 +29,7 @@ app = typer.Typer(
 app.command("synth")(synth)
 app.command("prepare")(prepare)
 app.command("train")(train_command)
+app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 
 

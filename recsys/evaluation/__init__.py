@@ -1,5 +1,120 @@
-"""Offline evaluation: ranking metrics from the rank of each user's held-out item."""
+"""Offline evaluation: ranking metrics, the full and sampled protocols, scorers (model checkpoint,
+baselines), bootstrap intervals and paired differences, and the report folder.
 
-from recsys.evaluation.metrics import hit_rate_at_k, ndcg_at_k, target_ranks
+``evaluate_scorer(dataset, scorer, ...)`` is the one-call API; ``evaluation_task`` +
+``run_evaluation`` evaluate several scorers on identical users and negatives, and
+``build_report`` + ``write_report`` turn their results into ``metrics.json``, Markdown and PNGs.
+"""
 
-__all__ = ["hit_rate_at_k", "ndcg_at_k", "target_ranks"]
+# The metrics come first: recsys.training imports them from this package, and the modules
+# below import recsys.training, so the names must be bound before those imports run.
+from recsys.evaluation.metrics import (
+    RANK_METRICS,
+    average_popularity_at_k,
+    catalogue_coverage,
+    hit_rate_at_k,
+    mrr_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    target_ranks,
+)
+
+# isort: split
+from recsys.evaluation.baselines import (
+    BASELINE_NAMES,
+    BASELINES,
+    BaselineName,
+    MarkovScorer,
+    MostPopularScorer,
+    baseline_scorer,
+    markov_scorer,
+    most_popular_scorer,
+    training_popularity,
+)
+from recsys.evaluation.bootstrap import (
+    Interval,
+    bootstrap_intervals,
+    bootstrap_means,
+    metric_intervals,
+    paired_differences,
+)
+from recsys.evaluation.negatives import (
+    NEGATIVE_SAMPLINGS,
+    NegativeSampling,
+    interacted_keys,
+    sample_negatives,
+)
+from recsys.evaluation.protocols import (
+    PROTOCOLS,
+    EvaluationProtocol,
+    full_ranking,
+    sampled_ranking,
+)
+from recsys.evaluation.report import (
+    Comparison,
+    EvaluationReport,
+    build_report,
+    markdown_report,
+    report_payload,
+    write_report,
+)
+from recsys.evaluation.runner import (
+    EVALUATION_SPLITS,
+    EvaluationResult,
+    EvaluationTask,
+    check_ks,
+    evaluate_scorer,
+    evaluation_task,
+    run_evaluation,
+)
+from recsys.evaluation.scorers import ModelScorer, Scorer, artifact_scorer, checkpoint_scorer
+
+__all__ = [
+    "BASELINES",
+    "BASELINE_NAMES",
+    "EVALUATION_SPLITS",
+    "NEGATIVE_SAMPLINGS",
+    "PROTOCOLS",
+    "RANK_METRICS",
+    "BaselineName",
+    "Comparison",
+    "EvaluationProtocol",
+    "EvaluationReport",
+    "EvaluationResult",
+    "EvaluationTask",
+    "Interval",
+    "MarkovScorer",
+    "ModelScorer",
+    "MostPopularScorer",
+    "NegativeSampling",
+    "Scorer",
+    "artifact_scorer",
+    "average_popularity_at_k",
+    "baseline_scorer",
+    "bootstrap_intervals",
+    "bootstrap_means",
+    "build_report",
+    "catalogue_coverage",
+    "check_ks",
+    "checkpoint_scorer",
+    "evaluate_scorer",
+    "evaluation_task",
+    "full_ranking",
+    "hit_rate_at_k",
+    "interacted_keys",
+    "markdown_report",
+    "markov_scorer",
+    "metric_intervals",
+    "most_popular_scorer",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "paired_differences",
+    "precision_at_k",
+    "report_payload",
+    "run_evaluation",
+    "sample_negatives",
+    "sampled_ranking",
+    "target_ranks",
+    "training_popularity",
+    "write_report",
+]

@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from recsys.evaluation import hit_rate_at_k, ndcg_at_k, target_ranks
+from recsys.evaluation.metrics import hit_rate_at_k, ndcg_at_k, target_ranks
 from recsys.models import (
     SASRec,
     SASRecConfig,

@@ -3,49 +3,35 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-SUBCOMMANDS = ["synth", "prepare", "train", "demo"]
+if TYPE_CHECKING:
+    from tests.pipelines.conftest import RunRecsys, UserErrorCheck
 
-
-def run_recsys(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        check=False,
-    )
+SUBCOMMANDS = ["synth", "prepare", "train", "evaluate", "demo"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
-def test_every_subcommand_has_help(command: str) -> None:
+def test_every_subcommand_has_help(command: str, run_recsys: RunRecsys) -> None:
     result = run_recsys(command, "--help")
     assert result.returncode == 0, result.stderr
     assert f"recsys {command}" in result.stdout
     assert "--" in result.stdout
 
 
-def test_top_level_help_lists_the_subcommands() -> None:
+def test_top_level_help_lists_the_subcommands(run_recsys: RunRecsys) -> None:
     result = run_recsys("--help")
     assert result.returncode == 0
     for command in SUBCOMMANDS:
         assert command in result.stdout
 
 
-def _assert_user_error(result: subprocess.CompletedProcess[str], message: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_synth_then_prepare_end_to_end(tmp_path: Path) -> None:
+def test_synth_then_prepare_end_to_end(
+    tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
+) -> None:
     log = tmp_path / "log.csv"
     result = run_recsys(
         "synth", "--users", "50", "--items", "20", "--events", "600", "--out", str(log)
@@ -61,32 +47,34 @@ def test_synth_then_prepare_end_to_end(tmp_path: Path) -> None:
     assert stats["filters"]["min_user_interactions"] == 3
     assert "prepared dataset" in result.stderr
 
-    _assert_user_error(
+    assert_user_error(
         run_recsys("prepare", "--input", str(log), "--out", str(out)), "already exists"
     )
-    _assert_user_error(
+    assert_user_error(
         run_recsys("synth", "--users", "5", "--events", "10", "--out", str(log)), "already exists"
     )
 
 
-def test_prepare_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+def test_prepare_errors_exit_2_without_traceback(
+    tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
+) -> None:
     out = str(tmp_path / "out")
-    _assert_user_error(
+    assert_user_error(
         run_recsys("prepare", "--input", str(tmp_path / "missing.csv"), "--out", out),
         "input file not found",
     )
     log = tmp_path / "log.csv"
     log.write_text("uid,item_id\n1,2\n")
-    _assert_user_error(
+    assert_user_error(
         run_recsys("prepare", "--input", str(log), "--out", out),
         "column 'user_id' (--user-col) not found",
     )
     log.write_text("user_id,item_id\n1,2\n")
-    _assert_user_error(
+    assert_user_error(
         run_recsys("prepare", "--input", str(log), "--out", out, "--min-item-interactions", "5"),
         "no interactions left",
     )
-    _assert_user_error(
+    assert_user_error(
         run_recsys(
             "prepare",
             "--input",
@@ -106,13 +94,15 @@ def test_prepare_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]  # nothing half-written
 
 
-def test_bad_choice_is_rejected_by_the_parser(tmp_path: Path) -> None:
+def test_bad_choice_is_rejected_by_the_parser(tmp_path: Path, run_recsys: RunRecsys) -> None:
     result = run_recsys("prepare", "--input", "x", "--out", "y", "--format", "xml")
     assert result.returncode == 2
     assert "--format" in result.stderr
 
 
-def test_train_from_the_command_line_and_its_errors(tmp_path: Path) -> None:
+def test_train_from_the_command_line_and_its_errors(
+    tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
+) -> None:
     log = tmp_path / "log.parquet"
     data = tmp_path / "data"
     assert (
@@ -145,18 +135,16 @@ def test_train_from_the_command_line_and_its_errors(tmp_path: Path) -> None:
     assert summary["config"]["loss"] == "ce"  # the YAML won over the default
     assert (run / "checkpoints" / "best.ckpt").is_file()
 
-    _assert_user_error(
-        run_recsys("train", "--data", str(data), "--out", str(run)), "already exists"
-    )
-    _assert_user_error(
+    assert_user_error(run_recsys("train", "--data", str(data), "--out", str(run)), "already exists")
+    assert_user_error(
         run_recsys("train", "--data", str(tmp_path), "--out", str(tmp_path / "r2")),
         "not a prepared dataset",
     )
-    _assert_user_error(
+    assert_user_error(
         run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r3"), "--n-heads", "3"),
         "n_heads (3) must divide hidden_size (50)",
     )
-    _assert_user_error(
+    assert_user_error(
         run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r4"), "--max-len", "0"),
         "max_len (--max-len)",
     )

@@ -1,0 +1,217 @@
+"""``recsys evaluate`` end to end: a freshly trained checkpoint against the baselines under both
+protocols, and user errors that exit with status 2, a message naming the problem, no traceback
+and nothing written at --out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.pipelines.conftest import RunRecsys, UserErrorCheck
+
+from pipelines import cli
+from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
+from recsys.data.synthetic import SynthConfig, generate_log
+from recsys.training import TrainConfig, train
+
+TINY = {
+    "hidden_size": 16,
+    "n_heads": 1,
+    "n_blocks": 1,
+    "max_len": 10,
+    "batch_size": 64,
+    "max_epochs": 2,
+    "accelerator": "cpu",
+    "devices": 1,
+}
+
+
+def _prepared(folder: Path, n_items: int, seed: int) -> Path:
+    log = generate_log(SynthConfig(n_users=200, n_items=n_items, n_events=4_000, seed=seed))
+    config = PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))
+    return write_prepared(prepare_dataset(log, config), folder)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A prepared synthetic dataset and the best checkpoint of a 2-epoch tiny model on it."""
+    root = tmp_path_factory.mktemp("evaluate")
+    data = _prepared(root / "data", n_items=150, seed=2)
+    train(data, root / "run", TrainConfig.build(TINY), progress=False)
+    return data, root / "run" / "checkpoints" / "best.ckpt"
+
+
+@pytest.mark.slow
+def test_checkpoint_against_baselines_full_ranking(
+    trained: tuple[Path, Path], tmp_path: Path, run_recsys: RunRecsys
+) -> None:
+    data, checkpoint = trained
+    out = tmp_path / "report"
+    result = run_recsys(
+        "evaluate", "--data", str(data), "--checkpoint", str(checkpoint),
+        "--compare-baselines", "--k", "5,10", "--resamples", "200", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for name in ("metrics.json", "report.md", "metrics_at_k.png", "comparison.png"):
+        assert (out / name).is_file(), name
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["protocol"] == "full" and payload["split"] == "test"
+    assert payload["scorer_names"] == ["sasrec", "most-popular", "markov"]
+    assert set(payload["scorers"]) == {"sasrec", "most-popular", "markov"}
+    assert [c["other"] for c in payload["comparisons"]] == ["most-popular", "markov"]
+    assert payload["context"]["checkpoint"] == str(checkpoint)
+    assert "sasrec" in result.stderr and "HR@10" in result.stderr  # the summary table
+
+
+@pytest.mark.slow
+def test_checkpoint_against_baselines_sampled(
+    trained: tuple[Path, Path], tmp_path: Path, run_recsys: RunRecsys
+) -> None:
+    data, checkpoint = trained
+    out = tmp_path / "report"
+    result = run_recsys(
+        "evaluate", "--data", str(data), "--checkpoint", str(checkpoint),
+        "--baseline", "most-popular", "--baseline", "markov", "--split", "validation",
+        "--protocol", "sampled", "--negatives", "30", "--seed", "1", "--resamples", "200",
+        "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["protocol"] == "sampled" and payload["num_candidates"] == 31
+    assert payload["settings"] == {"negative_sampling": "uniform", "num_negatives": 30, "seed": 1}
+    assert len(payload["comparisons"]) == 2
+    assert "sampled" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_errors_in_a_real_process(
+    trained: tuple[Path, Path],
+    tmp_path: Path,
+    run_recsys: RunRecsys,
+    assert_user_error: UserErrorCheck,
+) -> None:
+    data, _ = trained
+    out = tmp_path / "report"
+    assert_user_error(
+        run_recsys("evaluate", "--data", str(data), "--artifact", str(tmp_path), "--out", str(out)),
+        "artifact evaluation needs `recsys export`",
+    )
+    assert not out.exists()
+    out.mkdir()
+    assert_user_error(
+        run_recsys("evaluate", "--data", str(data), "--baseline", "markov", "--out", str(out)),
+        "already exists (pass --overwrite",
+    )
+    assert list(out.iterdir()) == []
+
+
+def _main_error(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """Run ``recsys`` in this process; return stderr after the expected exit with status 2."""
+    monkeypatch.setattr(sys, "argv", ["recsys", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "nothing to evaluate: give --checkpoint, --artifact or --baseline"),
+        (["--baseline", "random"], "--baseline 'random': expected one of most-popular, markov"),
+        (["--baseline", "markov", "--k", "5,ten"], "--k '5,ten': expected comma-separated"),
+        (["--baseline", "markov", "--k", "0"], "--k needs positive list lengths"),
+        (["--checkpoint", "missing.ckpt"], "--checkpoint missing.ckpt: no such file"),
+        (["--baseline", "markov", "--split", "validation", "--protocol", "sampled",
+          "--negatives", "149"], "--negatives 149 is too many"),
+        (["--baseline", "markov", "--negatives", "0"], "--negatives must be >= 1"),
+        (["--baseline", "markov", "--confidence", "95"], "--confidence must be in (0, 1)"),
+        (["--checkpoint", "x", "--artifact", "y"], "--checkpoint and --artifact exclude each"),
+        (["--baseline", "markov", "--device", "gpu0"], "--device 'gpu0' is not a device"),
+    ],
+)  # fmt: skip
+def test_user_errors(
+    trained: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    data, checkpoint = trained
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report"
+    stderr = _main_error(
+        ["evaluate", "--data", str(data), *extra, "--out", str(out)], monkeypatch, capsys
+    )
+    assert f"error: {message}" in stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder either
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_dataset_or_not_a_checkpoint(
+    trained: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, checkpoint = trained
+    other = _prepared(tmp_path / "other", n_items=60, seed=9)
+    out = tmp_path / "report"
+    args = ["evaluate", "--data", str(other), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert "catalogue of 150 items, but --data has" in _main_error(args, monkeypatch, capsys)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    args = ["evaluate", "--data", str(other), "--checkpoint", str(garbage), "--out", str(out)]
+    assert "is not a SASRec training checkpoint" in _main_error(args, monkeypatch, capsys)
+    assert not out.exists()
+
+
+def test_missing_dataset_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "evaluate",
+        "--data",
+        str(tmp_path / "nope"),
+        "--baseline",
+        "markov",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    assert "is not a prepared dataset" in _main_error(args, monkeypatch, capsys)
+
+
+def test_help_lists_every_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(sys, "argv", ["recsys", "evaluate", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "recsys evaluate" in text
+    for flag in (
+        "--checkpoint",
+        "--artifact",
+        "--baseline",
+        "--compare-baselines",
+        "--split",
+        "--protocol",
+        "--k",
+        "--negatives",
+        "--negative-sampling",
+        "--out",
+        "--overwrite",
+    ):
+        assert flag in text, flag
