@@ -1,7 +1,7 @@
 """Quality on the SASRec paper's own data and protocol, with full ranking beside it.
 
-    .venv/bin/python bench/quality_video_games.py                 # prepare, train (15 min), evaluate
-    .venv/bin/python bench/quality_video_games.py --run DIR       # evaluate an existing run
+    .venv/bin/python bench/quality_video_games.py            # prepare, train (15 min), evaluate
+    .venv/bin/python bench/quality_video_games.py --run DIR  # evaluate an existing run
 
 Prepares ``../shared/datasets/video_games.txt`` (leave-one-out, no filtering), trains with
 ``pipelines/configs/video_games.yaml`` (the paper's model setting, a 15-minute CPU budget),
