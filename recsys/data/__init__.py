@@ -1,5 +1,8 @@
 """Interaction-log data: readers for every supported format, cleaning (nulls, duplicates, k-core),
 id vocabularies, chronological splits, the prepared-dataset folder, and a synthetic log generator.
+
+``prepare_dataset`` runs the steps on the encoded log of ``events`` (integer codes, sorted once);
+the frame-level functions exported here apply the same rules to a polars frame.
 """
 
 from recsys.data.cleaning import CleaningConfig, CleaningReport, clean_interactions, k_core

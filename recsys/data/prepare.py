@@ -1,7 +1,9 @@
 """Raw log -> prepared dataset: read, clean, index, order, split, summarise.
 
 ``prepare_dataset`` is the one function the ``recsys prepare`` job, the benchmarks and the tests
-call; it keeps everything in polars and never touches the output folder (see ``write_prepared``).
+call; it never touches the output folder (see ``write_prepared``). It reads with polars and then
+works on the encoded log's numpy arrays (see ``events``), which is what makes it fast: on 10M
+events the frame-level steps hash or sort the external ids again in every step.
 """
 
 from __future__ import annotations
@@ -14,15 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import polars as pl
 
 from recsys.data import columns as C
-from recsys.data.cleaning import CleaningConfig, clean_interactions
+from recsys.data.cleaning import CleaningConfig, clean_events
+from recsys.data.events import EventLog, Mask
 from recsys.data.prepared import FORMAT_VERSION, PreparedDataset
 from recsys.data.readers import ColumnMapping, LogFormat, read_interactions
-from recsys.data.splits import SplitConfig, assign_split, order_chronologically
-from recsys.data.vocab import index_interactions
+from recsys.data.splits import (
+    LEAVE_ONE_OUT,
+    Sequences,
+    SplitCodes,
+    SplitConfig,
+    split_column,
+    temporal_codes,
+)
+from recsys.data.vocab import IdVocabulary, compact_codes
 from recsys.io import sha256_file
 
 
@@ -44,32 +55,45 @@ def prepare_dataset(
     """Turn a log file or an in-memory frame into a ``PreparedDataset``.
 
     ``on_step`` is called with the name of each step as it starts (for progress display).
+
+    The same steps as ``clean_interactions`` -> ``index_interactions`` ->
+    ``order_chronologically`` -> ``assign_split``, done on the encoded, sorted log
+    (``events.EventLog``): ids are coded and events sorted once, and every later step is a mask,
+    a count or index arithmetic over arrays in the final order.
     """
     config = config or PrepareConfig()
     step = on_step or (lambda _name: None)
     step("reading")
     raw = read_interactions(source, config.log_format, config.mapping)
     step("cleaning")
-    cleaned, report = clean_interactions(raw, config.cleaning)
+    events, keep, report = clean_events(raw, config.cleaning)
+    del raw  # the encoded log holds everything still needed
     step("indexing")
-    indexed, users, items = index_interactions(cleaned)
+    user_idx, user_ids = compact_codes(events.user[keep], events.user_ids)
+    item_idx, item_ids = compact_codes(events.item[keep], events.item_ids)
     step("ordering and splitting")
-    ordered = order_chronologically(indexed)
-    split_frame, split_description = assign_split(ordered, config.split)
-    step("summarising")
-    interactions = split_frame.select(
-        C.USER_IDX,
-        C.ITEM_IDX,
-        C.TIMESTAMP,
-        C.POSITION,
-        C.SPLIT,
-        *([C.RATING] if C.RATING in split_frame.columns else []),
+    sequences = Sequences.of_sorted(user_idx)
+    timestamps = _kept_timestamps(events, keep)
+    if config.split.strategy == "leave-one-out":
+        codes, split_description = sequences.leave_one_out_codes(), dict(LEAVE_ONE_OUT)
+    else:
+        codes, split_description = temporal_codes(timestamps, config.split)
+    rating = None if events.rating is None else events.rating.filter(pl.Series(keep))
+    del events, keep
+    interactions = pl.DataFrame(
+        [
+            pl.Series(C.USER_IDX, user_idx),
+            pl.Series(C.ITEM_IDX, item_idx),
+            timestamps,
+            pl.Series(C.POSITION, sequences.position),
+            split_column(codes),
+            *([] if rating is None else [rating.alias(C.RATING)]),
+        ]
     )
-    item_table = items.table.join(_item_counts(interactions), on=C.ITEM_IDX, how="left")
-    items = type(items)(
-        item_table.with_columns(pl.col(C.COUNT, "train_count").fill_null(0)),
-        items.index_col,
-        items.id_col,
+    step("summarising")
+    users = IdVocabulary.from_sorted_ids(user_ids, C.USER_IDX, C.USER_ID)
+    items = IdVocabulary.from_sorted_ids(
+        item_ids, C.ITEM_IDX, C.ITEM_ID, **_item_counts(item_idx, codes, len(item_ids))
     )
     stats = {
         "format_version": FORMAT_VERSION,
@@ -81,9 +105,9 @@ def prepare_dataset(
         "filters": config.cleaning.as_dict(),
         "cleaning": report.as_dict(),
         "split": split_description,
-        "splits": _split_counts(interactions),
-        "sequence_length": _sequence_length_stats(interactions),
-        "time_range": _time_range(interactions),
+        "splits": _split_counts(sequences, codes),
+        "sequence_length": _sequence_length_stats(sequences.lengths),
+        "time_range": _time_range(timestamps),
     }
     return PreparedDataset(interactions=interactions, users=users, items=items, stats=stats)
 
@@ -110,29 +134,40 @@ def _describe_input(
     }
 
 
-def _item_counts(interactions: pl.DataFrame) -> pl.DataFrame:
-    return interactions.group_by(C.ITEM_IDX).agg(
-        pl.len().cast(pl.Int64).alias(C.COUNT),
-        (pl.col(C.SPLIT) == C.TRAIN).sum().cast(pl.Int64).alias("train_count"),
-    )
+def _kept_timestamps(events: EventLog, keep: Mask) -> pl.Series:
+    """The ``timestamp`` column of the kept events (all null for a log without times)."""
+    dtype = pl.Datetime("ms", "UTC")
+    if events.time_ms is None:
+        return pl.repeat(None, int(np.count_nonzero(keep)), dtype=dtype, eager=True).alias(
+            C.TIMESTAMP
+        )
+    return pl.Series(C.TIMESTAMP, events.time_ms[keep]).cast(dtype)
 
 
-def _split_counts(interactions: pl.DataFrame) -> dict[str, dict[str, int]]:
-    counts = interactions.group_by(C.SPLIT).agg(
-        pl.len().alias("interactions"), pl.col(C.USER_IDX).n_unique().alias("users")
-    )
-    by_split = {row[C.SPLIT]: row for row in counts.iter_rows(named=True)}
+def _item_counts(
+    item_idx: npt.NDArray[np.int32], codes: SplitCodes, n_items: int
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Per item (in index order): its events in all splits, and in the training split."""
+    train = codes == C.SPLIT_NAMES.index(C.TRAIN)
     return {
-        name: {
-            "interactions": int(by_split.get(name, {}).get("interactions", 0)),
-            "users": int(by_split.get(name, {}).get("users", 0)),
-        }
-        for name in C.SPLIT_NAMES
+        C.COUNT: np.bincount(item_idx, minlength=n_items + 1)[1:].astype(np.int64),
+        "train_count": np.bincount(item_idx[train], minlength=n_items + 1)[1:].astype(np.int64),
     }
 
 
-def _sequence_length_stats(interactions: pl.DataFrame) -> dict[str, float]:
-    lengths = interactions.group_by(C.USER_IDX).len().get_column("len").to_numpy()
+def _split_counts(sequences: Sequences, codes: SplitCodes) -> dict[str, dict[str, int]]:
+    """Per split: its events, and the users with at least one of them."""
+    counts = {}
+    for code, name in enumerate(C.SPLIT_NAMES):
+        in_split = codes == code
+        counts[name] = {
+            "interactions": int(np.count_nonzero(in_split)),
+            "users": sequences.users_with(in_split),
+        }
+    return counts
+
+
+def _sequence_length_stats(lengths: npt.NDArray[np.int64]) -> dict[str, float]:
     return {
         "mean": round(float(lengths.mean()), 3),
         "median": float(np.median(lengths)),
@@ -141,8 +176,7 @@ def _sequence_length_stats(interactions: pl.DataFrame) -> dict[str, float]:
     }
 
 
-def _time_range(interactions: pl.DataFrame) -> dict[str, str | None]:
-    times = interactions.get_column(C.TIMESTAMP)
+def _time_range(times: pl.Series) -> dict[str, str | None]:
     if times.null_count() == times.len():
         return {"first": None, "last": None}
     return {"first": str(times.min()), "last": str(times.max())}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
@@ -29,6 +29,14 @@ USERS_FILE = "users.parquet"
 ITEMS_FILE = "items.parquet"
 STATS_FILE = "stats.json"
 _REQUIRED_INTERACTION_COLUMNS = (C.USER_IDX, C.ITEM_IDX, C.TIMESTAMP, C.POSITION, C.SPLIT)
+_PARQUET_OPTIONS: Final[dict[str, Any]] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "statistics": True,
+}
+"""zstd at level 1, pyarrow's default (polars defaults to 3). On the 9M-event benchmark output,
+level 1 takes ~0.85 CPU-s and 82 MiB, level 3 ~1.35 CPU-s and 67 MiB; lz4 is no faster (~0.8
+CPU-s) and larger (95 MiB), so zstd-1 is the better trade. Any Parquet reader decodes all three."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,9 @@ class PreparedDataset:
 def write_prepared(dataset: PreparedDataset, out: Path, overwrite: bool = False) -> Path:
     """Write the dataset folder atomically: all files appear at ``out`` at once, or none."""
     with atomic_directory(Path(out), overwrite=overwrite) as staging:
-        dataset.interactions.write_parquet(staging / INTERACTIONS_FILE, statistics=True)
-        dataset.users.table.write_parquet(staging / USERS_FILE)
-        dataset.items.table.write_parquet(staging / ITEMS_FILE)
+        dataset.interactions.write_parquet(staging / INTERACTIONS_FILE, **_PARQUET_OPTIONS)
+        dataset.users.table.write_parquet(staging / USERS_FILE, **_PARQUET_OPTIONS)
+        dataset.items.table.write_parquet(staging / ITEMS_FILE, **_PARQUET_OPTIONS)
         write_json(staging / STATS_FILE, dataset.stats)
     return Path(out)
 

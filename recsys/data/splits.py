@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from recsys.data import columns as C
@@ -20,7 +22,14 @@ from recsys.errors import ConfigError, DataError
 
 SplitStrategy = Literal["leave-one-out", "temporal"]
 SPLIT_DTYPE = pl.Enum(list(C.SPLIT_NAMES))
+SplitCodes = npt.NDArray[np.uint8]
+"""One split per event, as its index in ``columns.SPLIT_NAMES`` (0 train, 1 validation, 2 test)."""
 _LOO_MIN_EVENTS = 3
+LEAVE_ONE_OUT: dict[str, str] = {
+    "strategy": "leave-one-out",
+    "rule": "per user: last event test, second-to-last validation (users with >= 3 events)",
+}
+"""How ``stats.json`` describes the leave-one-out split."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,58 @@ class SplitConfig:
             )
 
 
+@dataclass(frozen=True)
+class Sequences:
+    """Each user's events as one run of a frame sorted by user: run lengths and positions."""
+
+    starts: npt.NDArray[np.int64]
+    """Where each user's run starts, in the order the users appear."""
+    lengths: npt.NDArray[np.int64]
+    """Events per user, in the same order."""
+    position: npt.NDArray[np.int32]
+    """Each event's 0-based position in its user's run."""
+
+    @classmethod
+    def of_sorted(cls, users: npt.NDArray[np.int32]) -> Sequences:
+        """Runs of equal values in ``users`` (sorted, so each user is one run).
+
+        >>> Sequences.of_sorted(np.array([4, 4, 4, 7, 9, 9], dtype=np.int32)).position.tolist()
+        [0, 1, 2, 0, 0, 1]
+        """
+        starts_run = np.ones(len(users), dtype=bool)
+        starts_run[1:] = users[1:] != users[:-1]
+        starts = np.flatnonzero(starts_run)
+        lengths = np.diff(starts, append=len(users))
+        position = np.arange(len(users), dtype=np.int64) - np.repeat(starts, lengths)
+        return cls(starts=starts, lengths=lengths, position=position.astype(np.int32))
+
+    def users_with(self, events: npt.NDArray[np.bool_]) -> int:
+        """How many users have at least one of the flagged events."""
+        if len(self.starts) == 0:
+            return 0
+        return int(np.count_nonzero(np.logical_or.reduceat(events, self.starts)))
+
+    def leave_one_out_codes(self) -> SplitCodes:
+        """Each user's last event is test, the one before validation, the rest training.
+
+        Users with fewer than 3 events keep all of them in training. Index arithmetic on the run
+        ends, the array form of ``assign_split``'s leave-one-out rule.
+
+        >>> Sequences.of_sorted(np.array([4, 4, 4, 7, 9, 9], dtype=np.int32)).leave_one_out_codes()
+        array([0, 1, 2, 0, 0, 0], dtype=uint8)
+        """
+        codes = np.full(len(self.position), C.SPLIT_NAMES.index(C.TRAIN), dtype=np.uint8)
+        ends = (self.starts + self.lengths)[self.lengths >= _LOO_MIN_EVENTS]
+        codes[ends - 1] = C.SPLIT_NAMES.index(C.TEST)
+        codes[ends - 2] = C.SPLIT_NAMES.index(C.VALIDATION)
+        return codes
+
+
 def order_chronologically(frame: pl.DataFrame) -> pl.DataFrame:
-    """Sort by user, then time, ties broken by input order, and number each user's events."""
+    """Sort by user, then time, ties broken by input order, and number each user's events.
+
+    (``prepare_dataset`` gets the same order from ``events.chronological_order``.)
+    """
     keys = [C.USER_IDX, C.TIMESTAMP, C.EVENT_ORDER]
     ordered = frame.sort(keys)
     return ordered.with_columns(
@@ -73,6 +132,7 @@ def assign_split(frame: pl.DataFrame, config: SplitConfig) -> tuple[pl.DataFrame
     """Add the ``split`` column to a chronologically ordered frame.
 
     Returns the frame and a description of the split (strategy and cut-offs) for ``stats.json``.
+    (``prepare_dataset`` labels leave-one-out with ``Sequences.leave_one_out_codes`` instead.)
     """
     if config.strategy == "leave-one-out":
         length = pl.len().over(C.USER_IDX)
@@ -84,12 +144,17 @@ def assign_split(frame: pl.DataFrame, config: SplitConfig) -> tuple[pl.DataFrame
             .then(pl.lit(C.VALIDATION))
             .otherwise(pl.lit(C.TRAIN))
         )
-        return frame.with_columns(split.cast(SPLIT_DTYPE).alias(C.SPLIT)), {
-            "strategy": config.strategy,
-            "rule": "per user: last event test, second-to-last validation (users with >= 3 events)",
-        }
-    times = frame.get_column(C.TIMESTAMP)
-    if times.null_count() == times.len():
+        return frame.with_columns(split.cast(SPLIT_DTYPE).alias(C.SPLIT)), dict(LEAVE_ONE_OUT)
+    codes, description = temporal_codes(frame.get_column(C.TIMESTAMP), config)
+    return frame.with_columns(split_column(codes)), description
+
+
+def temporal_codes(timestamps: pl.Series, config: SplitConfig) -> tuple[SplitCodes, dict[str, str]]:
+    """Per event: test at or after the test cut-off, validation at or after the validation one.
+
+    Returns the codes and the strategy with its cut-offs (given, or time quantiles).
+    """
+    if timestamps.null_count() == timestamps.len():
         raise DataError(
             "the temporal split needs timestamps and this log has none "
             "(map one with --time-col, or use --split leave-one-out)"
@@ -99,22 +164,28 @@ def assign_split(frame: pl.DataFrame, config: SplitConfig) -> tuple[pl.DataFrame
         test_cutoff = _utc(config.test_cutoff)
     else:
         validation_cutoff = _quantile_time(
-            times, 1.0 - config.test_fraction - config.validation_fraction
+            timestamps, 1.0 - config.test_fraction - config.validation_fraction
         )
-        test_cutoff = _quantile_time(times, 1.0 - config.test_fraction)
+        test_cutoff = _quantile_time(timestamps, 1.0 - config.test_fraction)
     time = pl.col(C.TIMESTAMP)
     split = (
         pl.when(time >= test_cutoff)
-        .then(pl.lit(C.TEST))
+        .then(pl.lit(C.SPLIT_NAMES.index(C.TEST)))
         .when(time >= validation_cutoff)
-        .then(pl.lit(C.VALIDATION))
-        .otherwise(pl.lit(C.TRAIN))
+        .then(pl.lit(C.SPLIT_NAMES.index(C.VALIDATION)))
+        .otherwise(pl.lit(C.SPLIT_NAMES.index(C.TRAIN)))
     )
-    return frame.with_columns(split.cast(SPLIT_DTYPE).alias(C.SPLIT)), {
+    codes = timestamps.alias(C.TIMESTAMP).to_frame().select(split.cast(pl.UInt8)).to_series()
+    return codes.to_numpy(), {
         "strategy": config.strategy,
         "validation_cutoff": validation_cutoff.isoformat(),
         "test_cutoff": test_cutoff.isoformat(),
     }
+
+
+def split_column(codes: SplitCodes) -> pl.Series:
+    """The ``split`` column (an Enum of ``SPLIT_NAMES``) from split codes."""
+    return pl.Series(C.SPLIT, list(C.SPLIT_NAMES), dtype=SPLIT_DTYPE).gather(codes)
 
 
 def _quantile_time(times: pl.Series, fraction: float) -> datetime:
