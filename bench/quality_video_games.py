@@ -53,9 +53,10 @@ def _evaluate(data: Path, checkpoint: Path) -> dict[str, Any]:
         report_payload,
         run_evaluation,
     )
+    from recsys.evaluation.scorers import Scorer
 
     dataset = load_prepared(data)
-    scorers = [
+    scorers: list[Scorer] = [
         checkpoint_scorer(checkpoint, dataset),
         most_popular_scorer(dataset),
         markov_scorer(dataset),
