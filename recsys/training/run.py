@@ -100,13 +100,22 @@ def train(
         item_train_counts=data.item_train_counts.tolist(),
     )
     timer = EpochTimer()
-    checkpoint = ModelCheckpoint(
+    best_checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename=Path(BEST_CHECKPOINT).stem,
         monitor=VALIDATION_METRIC,
         mode="max",
-        save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    # A second callback for the latest epoch: Lightning's save_last only saves when the best
+    # checkpoint changes, which would make --resume restart from the best epoch, not the last.
+    last_checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename=Path(LAST_CHECKPOINT).stem,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
     stopper = EarlyStopping(monitor=VALIDATION_METRIC, mode="max", patience=config.patience)
@@ -120,7 +129,7 @@ def train(
         max_time=timedelta(minutes=config.max_minutes) if config.max_minutes else None,
         gradient_clip_val=config.gradient_clip,
         check_val_every_n_epoch=config.check_val_every_n_epoch,
-        callbacks=[timer, checkpoint, stopper],  # timer first: checkpoint saving is not training
+        callbacks=[timer, best_checkpoint, last_checkpoint, stopper],  # timer first: checkpoint saving is not training
         logger=_loggers(run_dir, resuming=resume_from is not None),
         log_every_n_steps=10,
         num_sanity_val_steps=0,

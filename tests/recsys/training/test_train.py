@@ -74,7 +74,9 @@ def test_a_trained_model_beats_most_popular(synthetic_data: Path, tmp_path: Path
 @pytest.mark.parametrize("loss", ["bce", "sampled_softmax"])
 def test_run_writes_everything_and_resumes(synthetic_data: Path, tmp_path: Path, loss: str) -> None:
     run_dir = tmp_path / "run"
-    config = TrainConfig.build({**FAST, "loss": loss, "max_epochs": 2, "num_negatives": 32})
+    config = TrainConfig.build(
+        {**FAST, "loss": loss, "max_epochs": 2, "num_negatives": 32, "check_val_every_n_epoch": 2}
+    )
     first = train(synthetic_data, run_dir, config, progress=False)
     for name in ("config.yaml", "summary.json", "training_curves.png", "logs/metrics.csv"):
         assert (run_dir / name).is_file(), name
@@ -89,6 +91,9 @@ def test_run_writes_everything_and_resumes(synthetic_data: Path, tmp_path: Path,
     more = config.model_copy(update={"max_epochs": 3})
     resumed = train(synthetic_data, run_dir, more, resume=True, progress=False)
     assert resumed["epochs_trained"] == 3
+    # Epoch 2 is not validated (every 2nd epoch), yet last.ckpt must hold it: resume = latest.
+    assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=False)["epoch"] == 2
+    assert torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)["epoch"] == 1
     epochs = epoch_metrics(sorted((run_dir / "logs").glob("**/metrics.csv")))
     assert epochs.get_column("epoch").to_list() == [0, 1, 2]  # nothing lost by resuming
 
