@@ -38,6 +38,7 @@ format: $(STAMP) ## Apply ruff's fixes and formatting.
 bench: $(STAMP) ## Run the benchmarks (writes bench/results/).
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/quality_video_games.py
 
 clean: ## Remove the virtual environment and run outputs.
 	rm -rf $(VENV) runs bench/.work

@@ -129,7 +129,8 @@ def train(
         max_time=timedelta(minutes=config.max_minutes) if config.max_minutes else None,
         gradient_clip_val=config.gradient_clip,
         check_val_every_n_epoch=config.check_val_every_n_epoch,
-        callbacks=[timer, best_checkpoint, last_checkpoint, stopper],  # timer first: checkpoint saving is not training
+        # The timer goes first: time spent saving checkpoints is not training time.
+        callbacks=[timer, best_checkpoint, last_checkpoint, stopper],
         logger=_loggers(run_dir, resuming=resume_from is not None),
         log_every_n_steps=10,
         num_sanity_val_steps=0,
