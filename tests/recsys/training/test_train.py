@@ -106,3 +106,18 @@ def test_resume_without_a_checkpoint_is_explained(synthetic_data: Path, tmp_path
 def test_a_folder_that_is_not_a_dataset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a prepared dataset"):
         train(tmp_path, tmp_path / "run", TrainConfig.build(FAST))
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_given_a_seed(synthetic_data: Path, tmp_path: Path) -> None:
+    config = TrainConfig.build({**FAST, "loss": "bce", "max_epochs": 2, "seed": 7})
+    first = train(synthetic_data, tmp_path / "a", config, progress=False)
+    second = train(synthetic_data, tmp_path / "b", config, progress=False)
+    assert first["best_validation"] == second["best_validation"]
+    weights = [
+        torch.load(tmp_path / run / "checkpoints/last.ckpt", weights_only=False)["state_dict"]
+        for run in ("a", "b")
+    ]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    other = train(synthetic_data, tmp_path / "c", config.model_copy(update={"seed": 8}))
+    assert other["best_validation"] != first["best_validation"]
