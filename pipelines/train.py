@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from pipelines.console import console
+from recsys.errors import ConfigError
 from recsys.training import TrainConfig, train
 
 _NONE_WORDS = {"none", "null"}
@@ -51,6 +52,11 @@ def _train(
     training_curves.png. Any config key can be given as a flag and overrides the YAML file.
     """
     if resume and (out / "config.yaml").is_file():
+        if config is not None:
+            raise ConfigError(
+                "--resume continues with the run's own config.yaml: drop --config "
+                "(flags such as --max-epochs still override its keys)"
+            )
         # Continue with the run's own configuration; flags (e.g. --max-epochs) still override.
         settings = build_config(out / "config.yaml", overrides)
     else:

@@ -148,5 +148,11 @@ def test_train_from_the_command_line_and_its_errors(
         run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r4"), "--max-len", "0"),
         "max_len (--max-len)",
     )
+    assert_user_error(
+        run_recsys(
+            "train", "--data", str(data), "--out", str(run), "--resume", "--config", str(config)
+        ),
+        "drop --config",
+    )
     result = run_recsys("train", "--data", str(data), "--out", str(run), "--hiden-size", "3")
     assert result.returncode == 2 and "--hiden-size" in result.stderr  # unknown flag
