@@ -60,6 +60,16 @@ class TrainConfig(BaseModel):
 
     # validation, early stopping
     eval_batch_size: int = Field(1024, ge=1, description="Users per validation batch.")
+    val_protocol: Literal["full", "sampled"] = Field(
+        "full",
+        description="Validation metrics, and so checkpoint selection and early stopping: full "
+        "(rank every item, seen items excluded) or sampled (the SASRec paper's protocol: the "
+        "target against val_negatives uniform items the user never interacted with, drawn once "
+        "per run). Select on the protocol you will report.",
+    )
+    val_negatives: int = Field(
+        100, ge=1, description="sampled validation: negatives per user (the paper: 100)."
+    )
     check_val_every_n_epoch: int = Field(1, ge=1, description="Validate every n epochs.")
     patience: int = Field(
         5, ge=1, description="Early stopping: validations without NDCG@10 improvement."

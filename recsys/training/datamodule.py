@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from recsys.data import PreparedDataset
 from recsys.data import columns as C
 from recsys.errors import DataError
+from recsys.evaluation.negatives import interacted_keys, sample_negatives
 from recsys.training.sequences import (
     FlatSequences,
     HeldOutTargets,
@@ -24,6 +25,8 @@ from recsys.training.sequences import (
 
 TrainBatch = tuple[torch.Tensor, torch.Tensor]
 EvalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""(history windows [B, L], targets [B], then either the full histories [B, S] for full-ranking
+validation or the candidates [B, 1 + n] (target first, then n negatives) for sampled validation)."""
 
 
 class _Indices(Dataset[int]):
@@ -40,7 +43,12 @@ class _Indices(Dataset[int]):
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    """Right-aligned, length-bucketed training windows; validation on the split's first target."""
+    """Right-aligned, length-bucketed training windows; validation on the split's first target.
+
+    With ``val_negatives``, validation follows the sampled protocol: each validation user's
+    target is ranked against that many items it never interacted with, drawn once (seeded) so
+    every epoch is measured on the same candidates.
+    """
 
     def __init__(
         self,
@@ -51,6 +59,7 @@ class SequenceDataModule(pl.LightningDataModule):
         seed: int,
         num_workers: int = 0,
         pin_memory: bool = False,
+        val_negatives: int | None = None,
     ) -> None:
         super().__init__()
         self.max_len = max_len
@@ -68,6 +77,16 @@ class SequenceDataModule(pl.LightningDataModule):
         if len(self.validation.targets) == 0:
             raise DataError("the validation split is empty: nothing to select a model on")
         self.num_items = dataset.num_items
+        self.val_candidates: np.ndarray | None = None  # [N, 1 + n]
+        if val_negatives is not None:
+            negatives = sample_negatives(
+                interacted_keys(dataset, self.validation.user_indices),
+                len(self.validation.targets),
+                dataset.num_items,
+                val_negatives,
+                np.random.default_rng(seed),
+            )
+            self.val_candidates = np.column_stack([self.validation.targets, negatives])
         self.item_train_counts = torch.tensor(
             dataset.items.table.get_column("train_count").to_list(), dtype=torch.float64
         )
@@ -97,7 +116,12 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader[Any]:
         return evaluation_loader(
-            self.validation, self.max_len, self.eval_batch_size, self.num_workers, self.pin_memory
+            self.validation,
+            self.max_len,
+            self.eval_batch_size,
+            self.num_workers,
+            self.pin_memory,
+            candidates=self.val_candidates,
         )
 
 
@@ -107,15 +131,24 @@ def evaluation_loader(
     batch_size: int,
     num_workers: int = 0,
     pin_memory: bool = False,
+    candidates: np.ndarray | None = None,
 ) -> DataLoader[Any]:
-    """Batches of (history window, target, full history), longest histories batched together."""
+    """``EvalBatch``es, longest histories batched together; with ``candidates`` [N, 1 + n] the
+    third tensor holds each user's candidates instead of its full history."""
     sampler = LengthBucketBatchSampler(
         held_out.histories.lengths, batch_size, seed=0, shuffle=False
     )
+
+    def collate(rows: list[int]) -> EvalBatch:
+        inputs, targets, seen = evaluation_batch(held_out, rows, max_len)
+        if candidates is None:
+            return inputs, targets, seen
+        return inputs, targets, torch.from_numpy(candidates[rows])
+
     return DataLoader(
         _Indices(len(held_out.targets)),
         batch_sampler=sampler,
-        collate_fn=lambda rows: evaluation_batch(held_out, rows, max_len),
+        collate_fn=collate,
         num_workers=num_workers,
         pin_memory=pin_memory,
     )

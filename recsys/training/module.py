@@ -25,7 +25,8 @@ VALIDATION_METRIC = "val/ndcg@10"
 
 
 class SASRecModule(pl.LightningModule):
-    """Loss, optimiser and full-ranking validation (seen items excluded) around the backbone.
+    """Loss, optimiser and validation (full ranking with seen items excluded, or the sampled
+    protocol; ``val_protocol``) around the backbone.
 
     The checkpoint's hyper-parameters hold the backbone config, the training config and the
     dataset fingerprint, so the model can be rebuilt from the checkpoint alone.
@@ -81,10 +82,18 @@ class SASRecModule(pl.LightningModule):
     def validation_step(
         self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int
     ) -> None:
-        inputs, targets, seen = batch  # [B, L], [B], [B, S]
-        scores = self.model.score_next(inputs)  # [B, V + 1]
-        scores = scores.scatter(1, seen, float("-inf"))  # seen items (and padding) excluded
-        ranks = target_ranks(scores, targets)
+        if self.train_config.val_protocol == "sampled":
+            inputs, _, candidates = batch  # [B, L], [B], [B, C]: target first
+            last = self.model(inputs)[:, -1]  # [B, H]
+            candidate_embeddings = self.model.item_embedding(candidates)  # [B, C, H]
+            scores = torch.einsum("bh,bch->bc", last, candidate_embeddings)  # [B, C]
+            ranks = target_ranks(scores, torch.zeros_like(candidates[:, 0]))
+            targets = candidates[:, 0]
+        else:
+            inputs, targets, seen = batch  # [B, L], [B], [B, S]
+            scores = self.model.score_next(inputs)  # [B, V + 1]
+            scores = scores.scatter(1, seen, float("-inf"))  # seen items (and padding) excluded
+            ranks = target_ranks(scores, targets)
         batch_size = len(targets)
         for k in (10, 20):
             self.log(

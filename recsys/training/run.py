@@ -92,6 +92,7 @@ def train(
         seed=config.seed,
         num_workers=config.num_workers,
         pin_memory=on_gpu,
+        val_negatives=config.val_negatives if config.val_protocol == "sampled" else None,
     )
     module = SASRecModule(
         model=config.model_config_for(dataset.num_items).to_dict(),

@@ -14,6 +14,7 @@ from recsys.errors import ConfigError, DataError, OutputExistsError
 from recsys.evaluation import ndcg_at_k, target_ranks
 from recsys.training import (
     SASRecModule,
+    SequenceDataModule,
     TrainConfig,
     evaluation_batch,
     held_out_targets,
@@ -121,3 +122,49 @@ def test_training_is_deterministic_given_a_seed(synthetic_data: Path, tmp_path: 
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
     other = train(synthetic_data, tmp_path / "c", config.model_copy(update={"seed": 8}))
     assert other["best_validation"] != first["best_validation"]
+
+
+def test_sampled_validation_candidates_are_the_target_then_unseen_items(
+    synthetic_data: Path,
+) -> None:
+    from recsys.data import load_prepared
+
+    dataset = load_prepared(synthetic_data)
+    data = SequenceDataModule(dataset, 20, 64, 64, seed=5, val_negatives=30)
+    candidates = data.val_candidates
+    assert candidates is not None
+    assert candidates.shape == (len(data.validation.targets), 31)
+    assert (candidates[:, 0] == data.validation.targets).all()
+    interactions = dataset.interactions.select("user_idx", "item_idx")
+    seen = interactions.group_by("user_idx").agg("item_idx")
+    items_of = {row[0]: set(row[1]) for row in seen.iter_rows()}
+    for user, row in zip(data.validation.user_indices, candidates, strict=True):
+        negatives = set(row[1:].tolist())
+        assert len(negatives) == 30 and not negatives & items_of[user] and 0 not in negatives
+    again = SequenceDataModule(dataset, 20, 64, 64, seed=5, val_negatives=30).val_candidates
+    assert again is not None and (again == candidates).all()  # the same candidates every run
+
+
+@pytest.mark.slow
+def test_sampled_validation_selects_on_the_papers_protocol(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    from recsys.data import load_prepared
+
+    config = TrainConfig.build(
+        {**FAST, "loss": "bce", "max_epochs": 2, "val_protocol": "sampled", "val_negatives": 50}
+    )
+    summary = train(synthetic_data, tmp_path / "run", config, progress=False)
+    data = SequenceDataModule(load_prepared(synthetic_data), 20, 64, 64, 0, val_negatives=50)
+    assert data.val_candidates is not None
+    module = SASRecModule.load_from_checkpoint(tmp_path / "run/checkpoints/best.ckpt").eval()
+    rows = list(range(len(data.validation.targets)))
+    inputs, _, _ = evaluation_batch(data.validation, rows, 20)
+    with torch.no_grad():
+        scores = module.model.score_next(inputs)
+    candidates = torch.from_numpy(data.val_candidates)
+    ranks = target_ranks(scores.gather(1, candidates), torch.zeros(len(rows), dtype=torch.long))
+    expected = float(ndcg_at_k(ranks, 10).mean())
+    assert summary["best_validation"]["val/ndcg@10"] == pytest.approx(expected, abs=1e-4)
+    full = _validation_ndcg(synthetic_data, "model", tmp_path / "run/checkpoints/best.ckpt")
+    assert expected > full  # 50 candidates are an easier task than the whole catalogue
