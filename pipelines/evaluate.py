@@ -70,7 +70,7 @@ def evaluate(
         Path | None, typer.Option(help="Training checkpoint (RUN_DIR/checkpoints/best.ckpt).")
     ] = None,
     artifact: Annotated[
-        Path | None, typer.Option(help="Exported artifact folder (needs `recsys export`).")
+        Path | None, typer.Option(help="Exported artifact folder (`recsys export`); scores on CPU.")
     ] = None,
     baseline: Annotated[
         list[str] | None,
@@ -180,7 +180,7 @@ def run_evaluate(
         scorers.append(checkpoint_scorer(checkpoint, dataset, device=scoring_device))
         context["checkpoint"] = str(checkpoint)
     if artifact is not None:
-        scorers.append(artifact_scorer(artifact))
+        scorers.append(artifact_scorer(artifact, dataset))
         context["artifact"] = str(artifact)
     scorers += [baseline_scorer(name, dataset) for name in baselines]
     with console.status(f"preparing the {split} split ({protocol} protocol)") as status:

@@ -19,3 +19,8 @@ class ConfigError(RecsysError):
 
 class OutputExistsError(RecsysError):
     """The output path exists and overwriting was not asked for."""
+
+
+class ArtifactError(RecsysError):
+    """An exported model artifact is missing a file, fails its checksums, has an unknown format
+    version, or cannot be written or verified; the message names the file and the problem."""

@@ -67,7 +67,14 @@ from recsys.evaluation.runner import (
     evaluation_task,
     run_evaluation,
 )
-from recsys.evaluation.scorers import ModelScorer, Scorer, artifact_scorer, checkpoint_scorer
+from recsys.evaluation.scorers import (
+    ArtifactScorer,
+    ModelScorer,
+    Scorer,
+    artifact_scorer,
+    checkpoint_scorer,
+    load_checkpoint,
+)
 
 __all__ = [
     "BASELINES",
@@ -76,6 +83,7 @@ __all__ = [
     "NEGATIVE_SAMPLINGS",
     "PROTOCOLS",
     "RANK_METRICS",
+    "ArtifactScorer",
     "BaselineName",
     "Comparison",
     "EvaluationProtocol",
@@ -102,6 +110,7 @@ __all__ = [
     "full_ranking",
     "hit_rate_at_k",
     "interacted_keys",
+    "load_checkpoint",
     "markdown_report",
     "markov_scorer",
     "metric_intervals",

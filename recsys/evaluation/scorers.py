@@ -12,13 +12,17 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
 from recsys.data import PreparedDataset
 from recsys.errors import ConfigError, DataError
 from recsys.models import SASRec
+
+if TYPE_CHECKING:
+    from recsys.export import Artifact
+    from recsys.training import SASRecModule
 
 
 @runtime_checkable
@@ -62,13 +66,8 @@ class ModelScorer:
             return self.model.score_next(history_windows.to(self.device))  # [B, V + 1]
 
 
-def checkpoint_scorer(
-    path: Path,
-    dataset: PreparedDataset | None = None,
-    name: str = "sasrec",
-    device: str | torch.device = "cpu",
-) -> ModelScorer:
-    """Load a training checkpoint (``recsys train``'s ``best.ckpt``/``last.ckpt``).
+def load_checkpoint(path: Path, dataset: PreparedDataset | None = None) -> SASRecModule:
+    """Load a training checkpoint (``recsys train``'s ``best.ckpt``/``last.ckpt``) on the CPU.
 
     With ``dataset``, refuse a checkpoint trained on another catalogue or another input log.
     Errors name the ``--checkpoint`` flag.
@@ -86,27 +85,72 @@ def checkpoint_scorer(
             f"--checkpoint {path} is not a SASRec training checkpoint: {first_line}"
         ) from err
     if dataset is not None:
-        _check_compatible(module.model, str(module.hparams.get("dataset_fingerprint", "")), dataset)
+        check_compatible(
+            module.model.config.num_items,
+            str(module.hparams.get("dataset_fingerprint", "")),
+            dataset,
+            "--checkpoint",
+        )
+    return module.eval()
+
+
+def checkpoint_scorer(
+    path: Path,
+    dataset: PreparedDataset | None = None,
+    name: str = "sasrec",
+    device: str | torch.device = "cpu",
+) -> ModelScorer:
+    """A training checkpoint as a scorer (see ``load_checkpoint`` for what is refused)."""
+    module = load_checkpoint(path, dataset)
     return ModelScorer(module.model, name=name, device=torch.device(device))
 
 
-def artifact_scorer(path: Path) -> Scorer:
-    """An exported artifact folder as a scorer (needs ``recsys export``, not available yet)."""
-    raise ConfigError(
-        f"--artifact {path}: artifact evaluation needs `recsys export`, which is not available "
-        "yet; evaluate the training checkpoint with --checkpoint instead"
-    )
+@dataclass(eq=False)
+class ArtifactScorer:
+    """An exported artifact's TorchScript module, through its ``scores`` method (CPU)."""
+
+    artifact: Artifact
+    name: str = "sasrec"
+
+    @property
+    def max_len(self) -> int:
+        return self.artifact.max_len
+
+    def __call__(self, history_windows: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.artifact.module.scores(history_windows)  # [B, V + 1]
 
 
-def _check_compatible(model: SASRec, fingerprint: str, dataset: PreparedDataset) -> None:
-    if model.config.num_items != dataset.num_items:
+def artifact_scorer(
+    path: Path, dataset: PreparedDataset | None = None, name: str = "sasrec"
+) -> ArtifactScorer:
+    """An artifact folder (``recsys export``) as a scorer, loaded with its checksums verified.
+
+    With ``dataset``, refuse an artifact exported from a model of another catalogue or input log.
+    """
+    from recsys.export import load_artifact  # here: recsys.export's exporter imports this module
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"--artifact {path}: no such folder")
+    artifact = load_artifact(path)
+    if dataset is not None:
+        fingerprint = artifact.manifest.get("dataset", {}).get("fingerprint", "")
+        check_compatible(artifact.num_items, str(fingerprint or ""), dataset, "--artifact")
+    return ArtifactScorer(artifact, name=name)
+
+
+def check_compatible(num_items: int, fingerprint: str, dataset: PreparedDataset, flag: str) -> None:
+    """Refuse a model of another catalogue size or input log than ``dataset``; errors name
+    ``flag`` (``--checkpoint``/``--artifact``)."""
+    if num_items != dataset.num_items:
         raise DataError(
-            f"--checkpoint was trained on a catalogue of {model.config.num_items} items, but "
-            f"--data has {dataset.num_items}: evaluate it on the dataset it was trained on"
+            f"{flag} was trained on a catalogue of {num_items} items, but --data has "
+            f"{dataset.num_items}: use it with the dataset it was trained on"
         )
     expected = str(dataset.stats.get("input", {}).get("fingerprint", ""))
     if fingerprint and expected and fingerprint != expected:
         raise DataError(
-            f"--checkpoint was trained on another input log (fingerprint {fingerprint}) than "
+            f"{flag} was trained on another input log (fingerprint {fingerprint}) than "
             f"--data was prepared from ({expected})"
         )

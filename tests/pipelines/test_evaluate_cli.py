@@ -99,7 +99,7 @@ def test_errors_in_a_real_process(
     out = tmp_path / "report"
     assert_user_error(
         run_recsys("evaluate", "--data", str(data), "--artifact", str(tmp_path), "--out", str(out)),
-        "artifact evaluation needs `recsys export`",
+        "is not a complete model artifact: manifest.json is missing",
     )
     assert not out.exists()
     out.mkdir()

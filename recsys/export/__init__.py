@@ -1,0 +1,42 @@
+"""Export: a trained model as a self-describing, verified artifact folder, and its loader.
+
+``export_artifact`` writes ``model.ts`` (TorchScript: top-k with exclusions, explanations, raw
+scores), ``items.parquet`` (index <-> external id, popularity) and ``manifest.json`` (format and
+model version, hyper-parameters, data fingerprint, metrics, checksums), checked against the eager
+model before it becomes visible. ``load_artifact`` is what serving uses: it needs no training
+code, and refuses a missing file, a checksum mismatch or an unknown format version.
+"""
+
+from recsys.errors import ArtifactError
+from recsys.export.artifact import (
+    ARTIFACT_FORMAT,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    Artifact,
+    load_artifact,
+    read_manifest,
+)
+from recsys.export.exporter import (
+    EXPORT_FORMATS,
+    ExportFormat,
+    export_artifact,
+    verify_artifact,
+)
+from recsys.export.module import RecommenderModule
+
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "EXPORT_FORMATS",
+    "ITEMS_FILE",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "Artifact",
+    "ArtifactError",
+    "ExportFormat",
+    "RecommenderModule",
+    "export_artifact",
+    "load_artifact",
+    "read_manifest",
+    "verify_artifact",
+]

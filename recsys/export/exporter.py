@@ -1,0 +1,232 @@
+"""Export a training checkpoint as an artifact folder, and verify an existing artifact.
+
+``export_artifact`` scripts the model, saves it, reloads the saved file and checks it against the
+eager model on real histories before anything becomes visible at ``out`` (the folder is built
+under a temporary name and renamed into place only after every check passed). The training
+code (Lightning) is imported only inside these functions, so ``import recsys.export`` stays light
+for the server, which only loads artifacts.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsys.data import PreparedDataset, load_prepared
+from recsys.data import columns as C
+from recsys.errors import ArtifactError, ConfigError, OutputExistsError
+from recsys.export.artifact import (
+    ARTIFACT_FORMAT,
+    CHECKSUMMED_FILES,
+    ITEM_ID_COL,
+    ITEM_IDX_COL,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    POPULARITY_COL,
+    load_artifact,
+    quiet_jit,
+)
+from recsys.export.metadata import MODEL_TYPE, model_version, report_metrics, training_metrics
+from recsys.export.module import RecommenderModule
+from recsys.export.verification import (
+    SMOKE_ROWS,
+    check_invariants,
+    check_smoke_sample,
+    compare_with_eager,
+    smoke_sample,
+)
+from recsys.io import atomic_directory, sha256_file, write_json
+from recsys.models import SASRec
+
+ExportFormat = Literal["torchscript"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+VERIFY_K: Final = 10
+_VERIFY_CELLS: Final = 1 << 24
+"""Scores computed per verification pass (~64 MB of float32): 256 histories of a 24k-item
+catalogue, 16 of a 1M-item one."""
+
+INTERFACE: Final = {
+    "forward": "(items int64[B,L] right-aligned 0-padded newest last, k: int, exclude int64[B,E] "
+    "0-padded, exclude_history: bool, allow: Optional[int64[B,A]] = None) -> (indices int64[B,k], "
+    "scores float32[B,k]) best first; index 0 and -inf fill slots with no eligible item",
+    "explain": "(items int64[B,L]) -> (per_head float32[B,heads,L'], mean float32[B,L']), "
+    "L' = min(L, max_len): the last block's attention of the newest position",
+    "scores": "(items int64[B,L]) -> float32[B,V+1], column 0 = -inf",
+}
+
+
+def export_artifact(
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    overwrite: bool = False,
+    metrics: Path | None = None,
+    export_format: str = "torchscript",
+) -> Path:
+    """Checkpoint + its prepared dataset -> a verified artifact folder at ``out``; returns ``out``.
+
+    ``metrics``: an evaluation report (``metrics.json``) of this checkpoint whose numbers go into
+    the manifest. Raises ``ArtifactError`` if the scripted module disagrees with the eager model,
+    ``OutputExistsError`` if ``out`` exists without ``overwrite``; errors name the flag.
+    """
+    from recsys.evaluation.scorers import load_checkpoint  # Lightning: only when exporting
+
+    checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    if export_format not in EXPORT_FORMATS:
+        raise ConfigError(
+            f"--format {export_format!r}: expected one of {', '.join(EXPORT_FORMATS)}"
+        )
+    _check_out(out, overwrite, {"--data": data, "--checkpoint": checkpoint})
+    dataset = load_prepared(data)
+    module = load_checkpoint(checkpoint, dataset)
+    model: SASRec = module.model.eval()
+    fingerprint = str(module.hparams.get("dataset_fingerprint") or _fingerprint(dataset))
+    known_metrics = training_metrics(checkpoint)
+    if metrics is not None:
+        known_metrics |= report_metrics(metrics, checkpoint, fingerprint)
+    histories = verification_histories(dataset, model.max_len)
+    k = min(VERIFY_K, dataset.num_items)
+    with atomic_directory(out, overwrite=overwrite) as staging, quiet_jit():
+        try:
+            scripted = torch.jit.script(RecommenderModule(model))
+            torch.jit.save(scripted, str(staging / MODEL_FILE))
+        except (RuntimeError, torch.jit.Error) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            raise ArtifactError(
+                f"could not script the model of {checkpoint}: {first_line}"
+            ) from err
+        write_items(dataset, staging / ITEMS_FILE)
+        # Check the file as the server will load it, not the in-memory module.
+        reloaded = torch.jit.load(  # type: ignore[no-untyped-call]
+            str(staging / MODEL_FILE), map_location="cpu"
+        ).eval()
+        agreement = compare_with_eager(reloaded, model, histories, k)
+        check_invariants(reloaded, dataset.num_items, model.max_len)
+        picks = np.unique(np.linspace(0, len(histories) - 1, SMOKE_ROWS).astype(np.int64))
+        smoke = smoke_sample(reloaded, histories[torch.from_numpy(picks)], k)
+        checksums = {name: sha256_file(staging / name) for name in CHECKSUMMED_FILES}
+        files = {
+            name: {"sha256": checksum, "bytes": (staging / name).stat().st_size}
+            for name, checksum in checksums.items()
+        }
+        created_at = datetime.now(UTC).replace(microsecond=0)
+        manifest = {
+            "format_version": ARTIFACT_FORMAT,
+            "export_format": export_format,
+            "model_type": MODEL_TYPE,
+            "model_version": model_version(created_at, checksums[MODEL_FILE]),
+            "created_at": created_at.isoformat(),
+            "torch_version": torch.__version__,
+            "max_len": model.max_len,
+            "num_items": dataset.num_items,
+            "n_heads": model.config.n_heads,
+            "item_id_dtype": str(dataset.items.id_dtype),
+            "hyperparameters": {
+                "model": model.get_config(),
+                "train": dict(module.hparams.get("train") or {}),
+            },
+            "dataset": {
+                "fingerprint": fingerprint,
+                "path": str(data),
+                "num_users": dataset.num_users,
+                "num_items": dataset.num_items,
+                "num_interactions": dataset.stats.get("num_interactions"),
+                "split": dataset.stats.get("split"),
+            },
+            "metrics": known_metrics,
+            "source": {"checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint)},
+            "interface": INTERFACE,
+            "verification": agreement.as_dict(),
+            "smoke": smoke,
+            "files": files,
+        }
+        write_json(staging / MANIFEST_FILE, manifest)
+        load_artifact(staging)  # what the server will do: refuse here rather than there
+    return out
+
+
+def verify_artifact(path: Path) -> dict[str, Any]:
+    """Re-check an artifact: its files' checksums, then a smoke inference against the answer
+    recorded at export time and the invariants every answer must satisfy. Returns a summary."""
+    started = time.perf_counter()
+    artifact = load_artifact(Path(path), verify_checksums=True)
+    sample = artifact.manifest.get("smoke")
+    if not isinstance(sample, dict):
+        raise ArtifactError(f"{Path(path) / MANIFEST_FILE} records no smoke sample to re-check")
+    smoke = check_smoke_sample(artifact.module, sample)
+    check_invariants(artifact.module, artifact.num_items, artifact.max_len)
+    return {
+        "path": str(path),
+        "format_version": artifact.manifest["format_version"],
+        "model_version": artifact.model_version,
+        "num_items": artifact.num_items,
+        "max_len": artifact.max_len,
+        "checksums": {name: "ok" for name in CHECKSUMMED_FILES},
+        "smoke": smoke,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def verification_histories(dataset: PreparedDataset, max_len: int) -> torch.Tensor:
+    """Real histories to compare scripted and eager on: [B, L] int64, right-aligned.
+
+    The held-out test users' histories (else validation's, else training sequences), spread
+    over the range of history lengths, up to twice ``max_len`` wide so that truncation to the
+    model's window is exercised too.
+    """
+    from recsys.training.sequences import (
+        held_out_targets,
+        right_aligned,
+        training_sequences,
+    )
+
+    sequences = None
+    for split in (C.TEST, C.VALIDATION):
+        held_out = held_out_targets(dataset, split)
+        if len(held_out.targets):
+            sequences = held_out.histories
+            break
+    if sequences is None:
+        sequences = training_sequences(dataset)
+    if len(sequences) == 0:
+        raise ArtifactError("the dataset has no user history to verify the export on")
+    size = max(16, min(256, _VERIFY_CELLS // (dataset.num_items + 1)))
+    order = np.argsort(sequences.lengths, kind="stable")
+    picks = order[np.unique(np.linspace(0, len(order) - 1, min(size, len(order))).astype(int))]
+    rows = [sequences.row(int(i)) for i in picks]
+    width = min(2 * max_len, max(len(row) for row in rows))
+    return right_aligned(rows, width)
+
+
+def write_items(dataset: PreparedDataset, path: Path) -> None:
+    """``items.parquet``: item_idx 1..V, item_id as a string, popularity = training count."""
+    table = dataset.items.table.sort(dataset.items.index_col)
+    pl.DataFrame(
+        {
+            ITEM_IDX_COL: table.get_column(dataset.items.index_col).cast(pl.Int64),
+            ITEM_ID_COL: table.get_column(dataset.items.id_col).cast(pl.String),
+            POPULARITY_COL: table.get_column("train_count").cast(pl.Float64),
+        }
+    ).write_parquet(path, compression="zstd", statistics=True)
+
+
+def _check_out(out: Path, overwrite: bool, inputs: dict[str, Path]) -> None:
+    """``--out`` must be new (or ``--overwrite``), and never an input or a folder holding one."""
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"--out {out} already exists (pass --overwrite to replace it)")
+    target = out.resolve()
+    for flag, path in inputs.items():
+        source = path.resolve()
+        if source == target or target in source.parents:
+            raise ConfigError(f"--out {out} would replace {flag} {path}: choose another folder")
+
+
+def _fingerprint(dataset: PreparedDataset) -> str:
+    return str(dataset.stats.get("input", {}).get("fingerprint", ""))

@@ -1,0 +1,125 @@
+"""``RecommenderModule``: the scriptable wrapper that becomes an artifact's ``model.ts``.
+
+It wraps a ``SASRec`` backbone and does everything a server needs inside the module, so that the
+serving side loads it with ``torch.jit.load`` and nothing of this project: window truncation,
+top-k with exclusions (given lists, the history itself, an allow-list), the explanation weights
+and raw scores. Inputs are checked here too, because a TorchScript caller gets no Python-side
+validation: a wrong dtype, rank or an out-of-range index raises a ``RuntimeError`` saying which
+argument is wrong, never an opaque indexing failure deep in the model.
+
+Shape letters: B batch, L given history length (any), L' = min(L, max_len), E excluded items per
+row, A allowed items per row, K list length, N heads, V catalogue size (indices 1..V; 0 = padding).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from recsys.models import SASRec
+
+
+class RecommenderModule(nn.Module):
+    """Top-k recommendations, explanations and raw scores from a SASRec backbone."""
+
+    def __init__(self, backbone: SASRec) -> None:
+        super().__init__()
+        self.backbone = backbone.eval()
+        self.max_len = int(backbone.config.max_len)
+        self.num_items = int(backbone.config.num_items)
+
+    def forward(
+        self,
+        items: Tensor,
+        k: int,
+        exclude: Tensor,
+        exclude_history: bool,
+        allow: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Top-``k`` items after each sequence, best first: (indices int64 [B, K], scores [B, K]).
+
+        ``items`` [B, L]: right-aligned, 0-left-padded, newest last; only the last ``max_len``
+        are read by the model, but ``exclude_history`` excludes every item of the whole row.
+        ``exclude`` [B, E] (0-padded, E may be 0): never returned. ``allow`` [B, A] (0-padded):
+        if given, the only candidates. ``k`` is clamped to V. Padding is never returned; slots
+        with no eligible item left hold index 0 and score -inf.
+        """
+        items = self._checked("items", items)
+        batch = items.size(0)
+        exclude = self._checked("exclude", exclude)
+        if exclude.size(0) != batch:
+            raise RuntimeError(
+                f"exclude must have one row per items row: got {exclude.size(0)} rows for {batch}"
+            )
+        if k < 1:
+            raise RuntimeError(f"k must be >= 1, got {k}")
+        k = min(k, self.num_items)
+        with torch.no_grad():
+            # score_next returns a fresh tensor, so the in-place exclusions below touch no
+            # state of the model; column 0 (padding) is already -inf.
+            scores = self.backbone.score_next(self._window(items)).float()  # [B, V + 1]
+            scores.scatter_(1, exclude, float("-inf"))
+            if exclude_history:
+                scores.scatter_(1, items, float("-inf"))
+            if allow is not None:
+                allow = self._checked("allow", allow)
+                if allow.size(0) != batch:
+                    raise RuntimeError(
+                        f"allow must have one row per items row: got {allow.size(0)} rows for "
+                        f"{batch}"
+                    )
+                allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, V + 1]
+                allowed.scatter_(1, allow, True)
+                scores.masked_fill_(~allowed, float("-inf"))
+            top_scores, top_indices = torch.topk(scores, k, dim=1)  # [B, K] each, best first
+            top_indices = top_indices.masked_fill(top_scores == float("-inf"), 0)
+        return top_indices, top_scores
+
+    @torch.jit.export
+    def explain(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """The last block's attention of the newest position over the window it reads.
+
+        Returns (per head [B, N, L'], mean over heads [B, L']) for the last L' = min(L, max_len)
+        columns of ``items``: 0 at padding positions, each row summing to 1 over the real items
+        (a row of padding only is all 0).
+        """
+        window = self._window(self._checked("items", items))  # [B, L']
+        with torch.no_grad():
+            per_head = self.backbone.last_attention(window).float()  # [B, N, L']
+            per_head = per_head * (window != 0).unsqueeze(1).to(per_head.dtype)
+            if items.size(1) == 0:  # the window is one padding column: nothing to explain
+                per_head = per_head[:, :, :0]
+            return per_head, per_head.mean(dim=1)
+
+    @torch.jit.export
+    def scores(self, items: Tensor) -> Tensor:
+        """Scores of every item as the next one: [B, L] -> float32 [B, V + 1], column 0 -inf."""
+        with torch.no_grad():
+            return self.backbone.score_next(self._window(self._checked("items", items))).float()
+
+    def _checked(self, name: str, values: Tensor) -> Tensor:
+        """A 2-D integer tensor of indices in 0..V, as int64; anything else raises."""
+        if values.dim() != 2:
+            raise RuntimeError(
+                f"{name} must be a 2-D tensor [batch, length], got {values.dim()} dimensions"
+            )
+        if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+            raise RuntimeError(f"{name} must hold integer item indices (int64), not float or bool")
+        values = values.to(torch.int64)
+        if values.numel() > 0:
+            low = int(values.min())
+            high = int(values.max())
+            if low < 0 or high > self.num_items:
+                bad = low if low < 0 else high
+                raise RuntimeError(
+                    f"{name} holds item index {bad}, outside 0..{self.num_items} (0 is padding)"
+                )
+        return values
+
+    def _window(self, items: Tensor) -> Tensor:
+        """The last ``max_len`` columns; an empty history becomes one padding column."""
+        if items.size(1) == 0:
+            return torch.zeros(items.size(0), 1, dtype=torch.int64, device=items.device)
+        if items.size(1) > self.max_len:
+            return items[:, -self.max_len :]
+        return items

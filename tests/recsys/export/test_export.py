@@ -1,0 +1,312 @@
+"""Export -> artifact -> load: the manifest, a round trip in a Python without this project,
+refusals of damaged artifacts, atomic writes, verification, and evaluation on the artifact."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from pipelines.evaluate import run_evaluate
+from recsys.data import load_prepared
+from recsys.errors import ArtifactError, ConfigError, DataError, OutputExistsError
+from recsys.evaluation import load_checkpoint
+from recsys.export import (
+    ARTIFACT_FORMAT,
+    RecommenderModule,
+    export_artifact,
+    load_artifact,
+    verify_artifact,
+)
+from recsys.export import exporter as exporter_module
+from recsys.export.exporter import verification_histories
+from recsys.io import sha256_file
+
+if TYPE_CHECKING:
+    from tests.recsys.export.conftest import Exported
+
+# Runs in a fresh interpreter (-I: no PYTHONPATH, no script folder on sys.path) that refuses to
+# import anything of this project, as a server built on torch alone would.
+_STANDALONE = """
+import json, sys
+import importlib.abc
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("recsys", "pipelines", "serving", "tests"):
+            raise ImportError(f"project code imported: {name}")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import torch
+
+request = json.load(sys.stdin)
+module = torch.jit.load(request["model"], map_location="cpu").eval()
+items = torch.tensor(request["items"], dtype=torch.long)
+exclude = torch.zeros(len(items), 0, dtype=torch.long)
+with torch.inference_mode():
+    indices, scores = module(items, request["k"], exclude, True)
+    per_head, mean = module.explain(items)
+print(json.dumps({
+    "indices": indices.tolist(),
+    "scores": scores.tolist(),
+    "explain_shape": list(per_head.shape),
+    "explain_sums": mean.sum(dim=1).tolist(),
+    "max_len": module.max_len,
+    "num_items": module.num_items,
+    "project_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("recsys", "pipelines")),
+}))
+"""
+
+
+def _copy(exported: Exported, tmp_path: Path) -> Path:
+    target = tmp_path / "artifact"
+    shutil.copytree(exported.artifact, target)
+    return target
+
+
+def test_manifest_describes_the_model(exported: Exported, tiny: dict[str, Any]) -> None:
+    manifest = json.loads((exported.artifact / "manifest.json").read_text())
+    stats = json.loads((exported.data / "stats.json").read_text())
+    assert manifest["format_version"] == ARTIFACT_FORMAT
+    assert re.fullmatch(r"sasrec-\d{8}T\d{6}Z-[0-9a-f]{8}", manifest["model_version"])
+    assert manifest["model_version"].endswith(manifest["files"]["model.ts"]["sha256"][:8])
+    assert manifest["max_len"] == tiny["max_len"]
+    assert manifest["num_items"] == stats["num_items"]
+    assert manifest["hyperparameters"]["model"]["hidden_size"] == tiny["hidden_size"]
+    assert manifest["hyperparameters"]["train"]["max_epochs"] == tiny["max_epochs"]
+    assert manifest["dataset"]["fingerprint"] == stats["input"]["fingerprint"]
+    assert manifest["torch_version"] == torch.__version__
+    assert manifest["created_at"].startswith(manifest["model_version"][7:11])
+    validation = manifest["metrics"]["validation"]  # best.ckpt: the run's summary.json applies
+    assert set(validation["metrics"]) >= {"ndcg@10", "hr@10"}
+    assert "test" not in manifest["metrics"]  # no evaluation report was given
+    for name in ("model.ts", "items.parquet"):
+        assert manifest["files"][name]["sha256"] == sha256_file(exported.artifact / name)
+    verification = manifest["verification"]
+    assert verification["max_abs_score_diff"] <= 1e-5 and verification["top_k_identical"]
+    assert verification["sequences"] > 100  # real test histories, not a token batch
+
+
+def test_round_trip_without_the_project_gives_the_eager_top_k(
+    exported: Exported, tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    dataset = load_prepared(exported.data)
+    model = load_checkpoint(exported.checkpoint).model.eval()
+    items = verification_histories(dataset, model.max_len)  # real, some longer than max_len
+    assert items.size(1) > model.max_len
+    request = {"model": str(exported.artifact / "model.ts"), "items": items.tolist(), "k": 10}
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _STANDALONE],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["project_modules"] == []
+    with torch.inference_mode():
+        scores = model.score_next(items[:, -model.max_len :])
+        scores.scatter_(1, items, float("-inf"))
+        expected_scores, expected_indices = torch.topk(scores, 10, dim=1)
+    assert answer["indices"] == expected_indices.tolist()
+    assert np.allclose(answer["scores"], expected_scores.numpy(), atol=1e-5)
+    assert answer["explain_shape"] == [len(items), tiny["n_heads"], model.max_len]
+    assert np.allclose(answer["explain_sums"], 1.0, atol=1e-5)
+    assert (answer["max_len"], answer["num_items"]) == (model.max_len, dataset.num_items)
+
+
+def test_loaded_artifact_maps_ids_and_popularity(exported: Exported, tiny: dict[str, Any]) -> None:
+    artifact = load_artifact(exported.artifact)
+    dataset = load_prepared(exported.data)
+    assert artifact.num_items == dataset.num_items and artifact.max_len == tiny["max_len"]
+    assert artifact.model_version == artifact.manifest["model_version"]
+    assert artifact.item_ids[0] == "" and len(artifact.item_ids) == dataset.num_items + 1
+    assert not artifact.module.training
+    table = dataset.items.table.sort("item_idx")
+    expected_ids = table.get_column("item_id").to_list()
+    assert artifact.item_ids[1:] == expected_ids
+    known, unknown = artifact.to_indices([expected_ids[4], "no-such-item", expected_ids[0], ""])
+    assert known == [5, 1] and unknown == ["no-such-item", ""]
+    assert artifact.to_external([5, 1, 0]) == [expected_ids[4], expected_ids[0], ""]
+    with pytest.raises(ArtifactError, match="outside the artifact's catalogue"):
+        artifact.to_external([dataset.num_items + 1])
+    counts = table.get_column("train_count").to_numpy().astype(np.float64)
+    assert artifact.popularity[0] == 0 and np.array_equal(artifact.popularity[1:], counts)
+    top = artifact.popular(5)
+    assert [score for _, score in top] == sorted(counts, reverse=True)[:5]
+    best = top[0][0]
+    without_best = artifact.popular(5, exclude={best})
+    assert best not in [index for index, _ in without_best]
+    assert without_best[:4] == top[1:]
+    everything = artifact.popular(10_000)
+    assert len(everything) == dataset.num_items and 0 not in [i for i, _ in everything]
+
+
+@pytest.mark.parametrize("name", ["model.ts", "items.parquet"])
+def test_a_tampered_file_is_refused(exported: Exported, tmp_path: Path, name: str) -> None:
+    artifact = _copy(exported, tmp_path)
+    with (artifact / name).open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ArtifactError, match=rf"{name} fails its checksum"):
+        load_artifact(artifact)
+    with pytest.raises(ArtifactError, match="fails its checksum"):
+        verify_artifact(artifact)
+
+
+def test_missing_files_and_unknown_versions_are_refused(exported: Exported, tmp_path: Path) -> None:
+    artifact = _copy(exported, tmp_path)
+    (artifact / "items.parquet").unlink()
+    with pytest.raises(ArtifactError, match=r"items.parquet is missing"):
+        load_artifact(artifact)
+    artifact = _copy(exported, tmp_path / "second")
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["format_version"] = "recsys.artifact/v9"
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="unknown artifact format version 'recsys.artifact/v9'"):
+        load_artifact(artifact)
+    (artifact / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+        load_artifact(artifact)
+    with pytest.raises(ArtifactError, match="no such folder"):
+        load_artifact(tmp_path / "nowhere")
+
+
+def test_verify_rechecks_the_recorded_answer(exported: Exported, tmp_path: Path) -> None:
+    summary = verify_artifact(exported.artifact)
+    assert summary["model_version"] == load_artifact(exported.artifact).model_version
+    assert summary["smoke"]["top_k_identical"] and summary["smoke"]["max_abs_score_diff"] <= 1e-5
+    artifact = _copy(exported, tmp_path)
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["smoke"]["scores"][0][0] += 1.0  # as if the module now answered differently
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="smoke inference disagrees"):
+        verify_artifact(artifact)
+
+
+class _Skewed(RecommenderModule):
+    """Scripts fine but scores differently from the eager model: the export must catch it."""
+
+    @torch.jit.export
+    def scores(self, items: torch.Tensor) -> torch.Tensor:
+        window = self._window(self._checked("items", items))
+        return self.backbone.score_next(window) * 1.001
+
+
+def test_a_disagreeing_module_never_appears_at_out(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exporter_module, "RecommenderModule", _Skewed)
+    out = tmp_path / "artifact"
+    with pytest.raises(ArtifactError, match="scripted module and the eager model disagree"):
+        export_artifact(exported.checkpoint, exported.data, out)
+    assert list(tmp_path.iterdir()) == []  # neither the artifact nor its staging folder
+
+
+def test_a_partial_artifact_is_never_visible(
+    exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def fail_after_files(path: Path) -> None:
+        seen.append(sorted(p.name for p in Path(path).iterdir()))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(exporter_module, "load_artifact", fail_after_files)
+    out = tmp_path / "artifact"
+    with pytest.raises(OSError, match="disk full"):
+        export_artifact(exported.checkpoint, exported.data, out)
+    assert seen == [["items.parquet", "manifest.json", "model.ts"]]  # failed when all written
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_out_is_refused_unless_overwrite(exported: Exported, tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"--out .* already exists \(pass --overwrite"):
+        export_artifact(exported.checkpoint, exported.data, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_artifact(exported.checkpoint, exported.data, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["items.parquet", "manifest.json", "model.ts"]
+    with pytest.raises(ConfigError, match="--out .* would replace --data"):
+        export_artifact(exported.checkpoint, exported.data, exported.data, overwrite=True)
+    assert load_prepared(exported.data).num_items > 0
+
+
+def test_evaluating_the_artifact_matches_the_checkpoint(exported: Exported, tmp_path: Path) -> None:
+    common = {"data": exported.data, "ks": (5, 10), "resamples": 50}
+    by_checkpoint = run_evaluate(
+        out=tmp_path / "ckpt",
+        checkpoint=exported.checkpoint,
+        **common,  # type: ignore[arg-type]
+    )
+    by_artifact = run_evaluate(
+        out=tmp_path / "art",
+        artifact=exported.artifact,
+        **common,  # type: ignore[arg-type]
+    )
+    assert np.array_equal(by_artifact.results[0].ranks, by_checkpoint.results[0].ranks)
+    assert by_artifact.results[0].means == by_checkpoint.results[0].means
+    payload = json.loads((tmp_path / "art" / "metrics.json").read_text())
+    assert payload["context"]["artifact"] == str(exported.artifact)
+
+    # The checkpoint's report feeds the manifest's test metrics.
+    out = tmp_path / "with-metrics"
+    export_artifact(
+        exported.checkpoint, exported.data, out, metrics=tmp_path / "ckpt" / "metrics.json"
+    )
+    test = json.loads((out / "manifest.json").read_text())["metrics"]["test"]
+    assert test["protocol"] == "full"
+    assert test["metrics"]["ndcg@10"] == pytest.approx(by_checkpoint.results[0].means["ndcg@10"])
+
+    run_evaluate(out=tmp_path / "pop", baselines=["most-popular"], **common)  # type: ignore[arg-type]
+    with pytest.raises(ArtifactError, match="evaluates no model"):
+        export_artifact(
+            exported.checkpoint,
+            exported.data,
+            tmp_path / "x",
+            metrics=tmp_path / "pop" / "metrics.json",
+        )
+
+
+def test_an_artifact_of_another_dataset_is_refused_by_evaluate(
+    exported: Exported, tmp_path: Path
+) -> None:
+    artifact = _copy(exported, tmp_path)
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["dataset"]["fingerprint"] = "sha256-rows:another"
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="--artifact was trained on another input log"):
+        run_evaluate(data=exported.data, out=tmp_path / "r", artifact=artifact, resamples=10)
+
+
+def test_importing_the_loader_does_not_import_training_code() -> None:
+    code = (
+        "import sys, recsys.export; "
+        "print(sorted(m for m in sys.modules if m.startswith(('pytorch_lightning', "
+        "'lightning', 'recsys.training', 'recsys.evaluation'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_items_table_holds_string_ids(exported: Exported) -> None:
+    table = pl.read_parquet(exported.artifact / "items.parquet")
+    assert table.schema["item_id"] == pl.String
+    assert table.get_column("item_idx").to_list() == list(range(1, table.height + 1))
+    assert table.get_column("item_id")[0].startswith("sku-")
