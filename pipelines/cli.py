@@ -12,6 +12,7 @@ import typer
 
 from pipelines.demo import demo
 from pipelines.evaluate import evaluate
+from pipelines.export import export
 from pipelines.prepare import prepare
 from pipelines.synth import synth
 from pipelines.train import train_command
@@ -30,6 +31,7 @@ app.command("synth")(synth)
 app.command("prepare")(prepare)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate)
+app.command("export")(export)
 app.command("demo")(demo)
 
 

@@ -11,7 +11,7 @@ import pytest
 if TYPE_CHECKING:
     from tests.pipelines.conftest import RunRecsys, UserErrorCheck
 
-SUBCOMMANDS = ["synth", "prepare", "train", "evaluate", "demo"]
+SUBCOMMANDS = ["synth", "prepare", "train", "evaluate", "export", "demo"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
