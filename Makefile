@@ -39,6 +39,7 @@ bench: $(STAMP) ## Run the benchmarks (writes bench/results/).
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/quality_video_games.py
+	$(BIN)/python bench/export_latency.py
 
 clean: ## Remove the virtual environment and run outputs.
 	rm -rf $(VENV) runs bench/.work
