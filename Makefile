@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint format protos bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy.
 format: $(STAMP) ## Apply ruff's fixes and formatting.
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+protos: $(STAMP) ## Regenerate serving/proto/ from protos/ (checked in; a test fails when stale).
+	$(BIN)/python -m serving.protogen
 
 bench: $(STAMP) ## Run the benchmarks (writes bench/results/).
 	$(BIN)/python bench/prepare.py

@@ -13,7 +13,10 @@ import typer
 from pipelines.demo import demo
 from pipelines.evaluate import evaluate
 from pipelines.export import export
+from pipelines.load_features import load_features
 from pipelines.prepare import prepare
+from pipelines.recommend import recommend_command
+from pipelines.serve import serve_command
 from pipelines.synth import synth
 from pipelines.train import train_command
 from recsys.errors import RecsysError
@@ -33,6 +36,9 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate)
 app.command("export")(export)
 app.command("demo")(demo)
+app.command("load-features")(load_features)
+app.command("serve")(serve_command)
+app.command("recommend")(recommend_command)
 
 
 def main() -> None:

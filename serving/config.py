@@ -1,0 +1,109 @@
+"""``ServeConfig``: every setting of the server, typed and checked; errors name the flag."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Final
+
+from recsys.errors import ConfigError
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+DEFAULT_PORT: Final = 50051
+
+
+def flag(field_name: str) -> str:
+    """The command-line flag of a config field: ``max_k`` -> ``--max-k``."""
+    return "--" + field_name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Limits, batching, caching and feature-store settings of one server process."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    """0 picks a free port (tests)."""
+    redis_url: str | None = None
+    """``redis://``, ``rediss://`` (TLS) or ``unix://``; None starts an embedded Redis."""
+    namespace: str = "recsys"
+    """Prefix of every Redis key, so several deployments (or tests) can share one Redis."""
+
+    max_k: int = 100
+    """Largest k a request may ask for."""
+    max_history: int = 200
+    """Items kept per user in the feature store (the newest)."""
+    max_request_items: int = 1000
+    """Longest history / exclude / allow / item list one request may carry."""
+    max_batch_requests: int = 256
+    """Most requests in one RecommendBatch call."""
+    max_id_length: int = 256
+    """Longest user or item id (characters)."""
+
+    max_batch_size: int = 64
+    """Most requests in one model forward (micro-batch)."""
+    max_wait_ms: float = 0.0
+    """How long a micro-batch waits for more requests before it runs. 0: it takes whatever
+    arrived while the previous batch ran (batches grow with load, no added latency when idle)."""
+    max_queue: int = 4096
+    """Requests waiting for the model beyond which new ones get UNAVAILABLE (overload)."""
+    torch_threads: int = 1
+    """Intra-op threads of the model forward (the event loop needs a core of its own)."""
+
+    cache_ttl_s: float = 300.0
+    """Lifetime of a cached answer; 0 disables the result cache."""
+    redis_timeout_s: float = 0.5
+    """Timeout of every Redis call."""
+    redis_retry_interval_s: float = 1.0
+    """While Redis is down: how often to probe it (requests skip it until a probe succeeds)."""
+
+    explain_top: int = 10
+    """History items listed per recommended item with ``explain``."""
+    grace_s: float = 10.0
+    """On SIGTERM: how long in-flight calls may take to finish."""
+    watch: bool = False
+    """Reload the artifact when its manifest changes."""
+    watch_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        at_least_one = (
+            "max_k",
+            "max_history",
+            "max_request_items",
+            "max_batch_requests",
+            "max_id_length",
+            "max_batch_size",
+            "max_queue",
+            "torch_threads",
+            "explain_top",
+        )
+        for name in at_least_one:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{flag(name)} must be an integer >= 1, got {value!r}")
+        for name in ("max_wait_ms", "cache_ttl_s", "grace_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("redis_timeout_s", "redis_retry_interval_s", "watch_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        if not self.host:
+            raise ConfigError("--host must not be empty")
+        if not _NAMESPACE.match(self.namespace):
+            raise ConfigError(
+                f"--namespace must be 1-64 characters of letters, digits and _.:-, "
+                f"got {self.namespace!r}"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigError(
+                f"--redis-url must start with redis://, rediss:// or unix://, got "
+                f"{self.redis_url!r}"
+            )
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [field.name for field in fields(cls)]

@@ -1,0 +1,3 @@
+"""Generated code of the ``recsys.*`` proto packages."""
+
+__all__: list[str] = []

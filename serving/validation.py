@@ -1,0 +1,124 @@
+"""Request checks: every bad field becomes ``InvalidArgument`` naming it (``requests[2].k: ...``).
+
+Ids are non-empty printable text (no control characters or line breaks) of at most
+``max_id_length`` characters; lists hold at most ``max_request_items`` ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from serving.config import ServeConfig
+from serving.errors import InvalidArgument
+from serving.proto.recsys.v1 import recommender_pb2 as pb
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    """A checked ``RecommendRequest``; ``field`` prefixes error messages (``requests[3].``)."""
+
+    user_id: str | None
+    history: list[str]
+    k: int
+    exclude_seen: bool
+    exclude: list[str]
+    allow: list[str]
+    explain: bool
+    field: str = ""
+
+    def options_digest(self) -> str:
+        """A short digest of everything except the user that shapes the answer (cache key)."""
+        digest = hashlib.blake2b(digest_size=12)
+        # \x1f cannot occur inside an id (ids are printable), so the encoding is unambiguous.
+        digest.update(f"{self.k}\x1f{int(self.exclude_seen)}\x1f{int(self.explain)}".encode())
+        for name, values in (("h", self.history), ("x", self.exclude), ("a", self.allow)):
+            digest.update(f"\x1e{name}\x1f".encode())
+            digest.update("\x1f".join(values).encode())
+        return digest.hexdigest()
+
+
+def check_id(value: str, field: str, config: ServeConfig) -> str:
+    if not value:
+        raise InvalidArgument(field, "must not be empty")
+    if len(value) > config.max_id_length:
+        raise InvalidArgument(
+            field, f"is {len(value)} characters long, at most {config.max_id_length} are allowed"
+        )
+    if not value.isprintable():
+        raise InvalidArgument(field, f"{value!r} contains control or non-printable characters")
+    return value
+
+
+def check_ids(values: Sequence[str], field: str, config: ServeConfig) -> list[str]:
+    if len(values) > config.max_request_items:
+        raise InvalidArgument(
+            field, f"holds {len(values)} ids, at most {config.max_request_items} are allowed"
+        )
+    limit = config.max_id_length
+    checked = list(values)
+    for position, value in enumerate(checked):
+        if not value or len(value) > limit or not value.isprintable():
+            check_id(value, f"{field}[{position}]", config)
+    return checked
+
+
+def check_k(k: int, field: str, config: ServeConfig) -> int:
+    if not 1 <= k <= config.max_k:
+        raise InvalidArgument(field, f"must be between 1 and {config.max_k}, got {k}")
+    return k
+
+
+def parse_recommend(
+    request: pb.RecommendRequest, config: ServeConfig, prefix: str = ""
+) -> RecommendQuery:
+    """Check a RecommendRequest; raises ``InvalidArgument`` naming the first bad field."""
+    user_id = request.user_id
+    history = request.history
+    if not user_id and not history:
+        raise InvalidArgument(
+            f"{prefix}user_id", "the request has neither a user_id nor a history: give one"
+        )
+    return RecommendQuery(
+        user_id=check_id(user_id, f"{prefix}user_id", config) if user_id else None,
+        history=check_ids(history, f"{prefix}history", config),
+        k=check_k(request.k, f"{prefix}k", config),
+        exclude_seen=request.exclude_seen if request.HasField("exclude_seen") else True,
+        exclude=check_ids(request.exclude, f"{prefix}exclude", config),
+        allow=check_ids(request.allow, f"{prefix}allow", config),
+        explain=request.explain,
+        field=prefix,
+    )
+
+
+def parse_batch(request: pb.RecommendBatchRequest, config: ServeConfig) -> list[RecommendQuery]:
+    count = len(request.requests)
+    if count == 0:
+        raise InvalidArgument("requests", "must hold at least one request")
+    if count > config.max_batch_requests:
+        raise InvalidArgument(
+            "requests", f"holds {count} requests, at most {config.max_batch_requests} are allowed"
+        )
+    return [
+        parse_recommend(item, config, f"requests[{position}].")
+        for position, item in enumerate(request.requests)
+    ]
+
+
+def parse_record(
+    request: pb.RecordInteractionsRequest, config: ServeConfig
+) -> tuple[str, list[str]]:
+    user_id = check_id(request.user_id, "user_id", config)
+    if not request.item_ids:
+        raise InvalidArgument("item_ids", "must hold at least one item id")
+    return user_id, check_ids(request.item_ids, "item_ids", config)
+
+
+def parse_history_request(
+    request: pb.GetUserHistoryRequest, config: ServeConfig
+) -> tuple[str, int]:
+    user_id = check_id(request.user_id, "user_id", config)
+    if request.limit < 0:
+        raise InvalidArgument("limit", f"must be >= 0 (0 = all), got {request.limit}")
+    return user_id, request.limit
