@@ -337,3 +337,20 @@ def test_health_reflection_and_shutdown(server: ServerHandle) -> None:
     stopping = asyncio.run_coroutine_threadsafe(server.app.stop(2.0), server.loop)
     assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
     stopping.result(10)
+
+
+def test_watch_reloads_a_replaced_artifact(
+    start_server: StartServer, artifacts: Artifacts, tmp_path: Path
+) -> None:
+    served = tmp_path / "artifact"
+    shutil.copytree(artifacts.first, served)
+    server = start_server(artifact=served, watch=True, watch_interval_s=0.1)
+    staging = tmp_path / "staging"
+    shutil.copytree(artifacts.second, staging)
+    shutil.rmtree(served)
+    staging.rename(served)
+    second = load_artifact(artifacts.second).model_version
+    deadline = time.monotonic() + 20
+    while server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).model_version != second:
+        assert time.monotonic() < deadline, "the watcher did not reload the new artifact"
+        time.sleep(0.1)

@@ -1,0 +1,43 @@
+"""ServeConfig refuses impossible settings with the flag's name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from recsys.errors import ConfigError
+from serving.config import ServeConfig
+
+
+@pytest.mark.parametrize(
+    ("values", "flag"),
+    [
+        ({"max_k": 0}, "--max-k"),
+        ({"max_batch_size": -1}, "--max-batch-size"),
+        ({"max_history": True}, "--max-history"),
+        ({"max_wait_ms": -0.5}, "--max-wait-ms"),
+        ({"redis_timeout_s": 0}, "--redis-timeout-s"),
+        ({"port": 70000}, "--port"),
+        ({"host": ""}, "--host"),
+        ({"namespace": "has space"}, "--namespace"),
+        ({"namespace": ""}, "--namespace"),
+        ({"redis_url": "localhost:6379"}, "--redis-url"),
+    ],
+)
+def test_bad_values_name_their_flag(values: dict[str, Any], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        ServeConfig(**values)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://user:pw@cache:6380/1", "unix:///tmp/r.sock"]
+)
+def test_tcp_tls_and_unix_urls_are_accepted(url: str) -> None:
+    assert ServeConfig(redis_url=url).redis_url == url
+
+
+def test_defaults_are_valid() -> None:
+    config = ServeConfig()
+    assert config.redis_url is None  # embedded Redis
+    assert config.port == 50051

@@ -1,0 +1,67 @@
+"""The model runtime: batched forwards give each request the answer it would get alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from serving.runtime import ModelJob, ModelSnapshot, load_snapshot, run_batch
+
+if TYPE_CHECKING:
+    from tests.serving.conftest import Artifacts
+
+
+@pytest.fixture(scope="module")
+def snapshot(artifacts: Artifacts) -> ModelSnapshot:
+    return load_snapshot(artifacts.first)
+
+
+def _job(
+    items: list[int],
+    k: int,
+    exclude: list[int] | None = None,
+    allow: list[int] | None = None,
+    explain: bool = False,
+) -> ModelJob:
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+    finally:
+        loop.close()
+    return ModelJob(items, k, exclude or [], allow, explain, None, future)
+
+
+def test_a_batch_answers_each_job_as_if_alone(snapshot: ModelSnapshot) -> None:
+    jobs = [
+        _job([1, 2, 3], 5),
+        _job(list(range(1, 30)), 3, exclude=[7, 8]),  # longer than max_len: the newest are read
+        _job([4], 7, explain=True),
+    ]
+    together = run_batch(snapshot, jobs, explain_top=10)
+    for job, result in zip(jobs, together, strict=True):
+        (alone,) = run_batch(snapshot, [job], explain_top=10)
+        assert result.indices == alone.indices
+        assert result.scores == pytest.approx(alone.scores, abs=1e-5)
+        assert len(result.indices) == job.k
+        assert not set(result.indices) & set(job.exclude)
+    assert together[2].explanation is not None
+    assert [(e.index, e.position) for e in together[2].explanation] == [(4, 0)]
+    assert together[2].explanation[0].weight == pytest.approx(1.0)
+    assert together[0].explanation is None
+
+
+def test_fewer_eligible_items_than_k_returns_fewer(snapshot: ModelSnapshot) -> None:
+    (result,) = run_batch(snapshot, [_job([1, 2], 5, allow=[3, 4, 1])], explain_top=10)
+    assert sorted(result.indices) == [1, 3, 4]
+    assert 0 not in result.indices
+
+
+def test_popularity_fallback_honours_exclude_and_allow(snapshot: ModelSnapshot) -> None:
+    order = [index for index, _ in snapshot.artifact.popular(5)]
+    assert snapshot.popular(3, set(), None).indices == order[:3]
+    assert snapshot.popular(3, {order[0]}, None).indices == order[1:4]
+    allowed = snapshot.popular(5, {order[1]}, [order[3], order[1], order[2]])
+    assert allowed.indices == [order[2], order[3]]
+    assert allowed.scores == sorted(allowed.scores, reverse=True)
