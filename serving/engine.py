@@ -121,14 +121,9 @@ class RecommendEngine:
         response.source = pb.SOURCE_MODEL
         _fill(response, snapshot, result)
         if result_prefix is not None and not degraded:
-            try:
-                await self.store.put_cached(
-                    result_prefix + str(version),
-                    response.SerializeToString(),
-                    self.config.cache_ttl_s,
-                )
-            except FeatureStoreUnavailable as err:
-                log.debug("answer not cached: %s", err)
+            self.store.put_cached(
+                result_prefix + str(version), response.SerializeToString(), self.config.cache_ttl_s
+            )
         return response
 
 

@@ -10,10 +10,11 @@ user live in one slot)::
 The result key holds the model version, the request options' digest and the history version, so
 a new model or a new event makes old entries unreachable (they expire by their TTL).
 
-Round trips are what a Redis-backed server spends its time on, so every hot-path command of all
-requests that are ready in the same event-loop turn goes out in one pipeline (``CommandBatcher``),
-and a cache lookup is one server-side script that reads the version, the cached answer and (on a
-miss) the history in one atomic step.
+Round trips and client overhead are what a Redis-backed server spends its time on, so the hot path
+(cache lookups and writes) goes through one lean pipelined connection (``serving.resp``) that lets
+concurrent requests share writes and round trips, and a lookup is one server-side script that
+reads the version, the cached answer and (on a miss) the history in one atomic step. Writes and
+reads off the hot path use redis-py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import redis
 import redis.asyncio as aioredis
 
 from serving.errors import FeatureStoreUnavailable
+from serving.redis_connection import async_client
+from serving.resp import FeatureStoreUnreachable, RespConnection
 
 log = logging.getLogger(__name__)
 
@@ -76,62 +79,6 @@ class UserState:
     history: list[str]
 
 
-class FeatureStoreUnreachable(FeatureStoreUnavailable):
-    """The round trip itself failed (no connection, timeout), not one command."""
-
-
-class CommandBatcher:
-    """Sends the commands of every caller that is ready in one event-loop turn as one pipeline.
-
-    ``execute(*args)`` returns the command's reply; a reply that is an error raises
-    ``FeatureStoreUnavailable``, as does a failed round trip (for every command in it).
-    """
-
-    def __init__(self, client: aioredis.Redis, timeout_s: float) -> None:
-        self._client = client
-        self._timeout_s = timeout_s
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._scheduled = False
-        self._in_flight: set[asyncio.Task[None]] = set()
-
-    def execute(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((args, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return future
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                pipe = self._client.pipeline(transaction=False)
-                for args, _ in batch:
-                    pipe.execute_command(*args)
-                replies = await pipe.execute(raise_on_error=False)
-        except (redis.RedisError, *_CONNECTION_ERRORS) as err:
-            failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
-            return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(FeatureStoreUnavailable(f"feature store error: {reply}"))
-            else:
-                future.set_result(reply)
-
-
 def _describe(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -148,19 +95,19 @@ class FeatureStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        url: str,
         namespace: str,
         max_history: int,
         timeout_s: float,
         retry_interval_s: float,
         on_availability: Callable[[bool], None] | None = None,
     ) -> None:
-        self.client = client
+        self.client: aioredis.Redis = async_client(url, timeout_s)
         self.keys = FeatureKeys(namespace)
         self.max_history = max_history
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
-        self._batcher = CommandBatcher(client, timeout_s)
+        self._hot = RespConnection(url, timeout_s)
         self._on_availability = on_availability
         self.available = True
         self._probe: asyncio.Task[None] | None = None
@@ -222,11 +169,11 @@ class FeatureStore:
         return result
 
     async def _batched(self, *args: Any) -> Any:
-        """One hot-path command, coalesced with those of concurrent requests."""
+        """One hot-path command on the pipelined connection."""
         if not self.available:
             raise FeatureStoreUnavailable("feature store unavailable (waiting for it to return)")
         try:
-            return await self._batcher.execute(*args)
+            return await self._hot.execute(*args)
         except FeatureStoreUnreachable as err:
             self._mark_down(err)
             raise
@@ -252,8 +199,10 @@ class FeatureStore:
         reply = await self._batched("GET", key)
         return None if reply is None else bytes(reply)
 
-    async def put_cached(self, key: str, answer: bytes, ttl_s: float) -> None:
-        await self._batched("SET", key, answer, "PX", max(1, int(ttl_s * 1000)))
+    def put_cached(self, key: str, answer: bytes, ttl_s: float) -> None:
+        """Cache an answer without waiting for Redis (a lost fill only costs a later miss)."""
+        if self.available:
+            self._hot.send("SET", key, answer, "PX", max(1, int(ttl_s * 1000)))
 
     # -- writes and reads off the hot path ---------------------------------------------------
 
@@ -279,4 +228,5 @@ class FeatureStore:
     async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
+        await self._hot.close()
         await self.client.aclose()

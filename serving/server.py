@@ -28,7 +28,7 @@ from serving.features import FeatureStore
 from serving.interceptors import ErrorInterceptor
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
-from serving.redis_connection import EmbeddedRedis, async_client, redacted
+from serving.redis_connection import EmbeddedRedis, redacted
 from serving.runtime import ModelRuntime, load_snapshot
 from serving.service import RecommenderService
 
@@ -114,7 +114,7 @@ class RecommenderApp:
         else:
             log.info("feature store: Redis at %s", redacted(self.redis_url))
         self._store = FeatureStore(
-            async_client(self.redis_url, config.redis_timeout_s),
+            self.redis_url,
             namespace=config.namespace,
             max_history=config.max_history,
             timeout_s=config.redis_timeout_s,
