@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from recsys.errors import RecsysError
 from serving.proto.recsys.v1 import recommender_pb2 as pb
@@ -96,17 +98,16 @@ def describe_source(response: pb.RecommendResponse) -> str:
     return text
 
 
-def response_table(response: pb.RecommendResponse, title: str = "recommendations") -> Table:
-    """Rank, item and score, titled with the model version and where the answer came from."""
-    table = Table(
-        title=f"{title} - model {response.model_version}, from {describe_source(response)}"
-    )
+def response_table(response: pb.RecommendResponse, title: str = "recommendations") -> Group:
+    """A heading (where the answer came from, the model version) over rank, item and score."""
+    heading = Text(f"{title}: from {describe_source(response)}, model {response.model_version}")
+    table = Table()
     table.add_column("#", justify="right")
     table.add_column("item")
     table.add_column("score", justify="right")
     for rank, item in enumerate(response.items, start=1):
         table.add_row(str(rank), item.item_id, f"{item.score:.4f}")
-    return table
+    return Group(heading, table)
 
 
 def explanation_table(response: pb.RecommendResponse) -> Table | None:
@@ -117,7 +118,7 @@ def explanation_table(response: pb.RecommendResponse) -> Table | None:
     drivers = next((item.explanation for item in response.items if item.explanation), None)
     if not drivers:
         return None
-    table = Table(title="history items that drove these recommendations (attention)")
+    table = Table(title="drivers (attention over the history)")
     table.add_column("history item")
     table.add_column("position", justify="right")
     table.add_column("weight", justify="right")

@@ -11,7 +11,17 @@ import pytest
 if TYPE_CHECKING:
     from tests.pipelines.conftest import RunRecsys, UserErrorCheck
 
-SUBCOMMANDS = ["synth", "prepare", "train", "evaluate", "export", "demo"]
+SUBCOMMANDS = [
+    "synth",
+    "prepare",
+    "train",
+    "evaluate",
+    "export",
+    "demo",
+    "load-features",
+    "serve",
+    "recommend",
+]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
