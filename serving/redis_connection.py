@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,10 +58,12 @@ class EmbeddedRedis:
 
     ``port=None``: a unix socket in a private temporary folder (the server's default); a port
     number: TCP on 127.0.0.1 (tests restart it on the same port to simulate an outage).
+    ``extra_args`` go to ``redis-server`` as they are (e.g. ``["--requirepass", "secret"]``).
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
         self.port = port
+        self.extra_args = list(extra_args)
         self._dir = Path(tempfile.mkdtemp(prefix="recsys-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
         atexit.register(self.stop)
@@ -95,6 +98,7 @@ class EmbeddedRedis:
             str(self._dir),
             "--logfile",
             str(self._dir / "redis.log"),
+            *self.extra_args,
         ]
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
             command,
@@ -119,6 +123,8 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         return
+                except (redis.AuthenticationError, redis.ResponseError):
+                    return  # it answers, and wants a password (``extra_args``)
                 except (redis.ConnectionError, redis.TimeoutError, OSError):
                     pass
                 if time.monotonic() > deadline:

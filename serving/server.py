@@ -96,7 +96,15 @@ class RecommenderApp:
         """Load and verify the artifact, connect Redis, start serving; returns the port.
 
         A bad artifact raises ``ArtifactError``; an unreachable Redis only degrades answers.
+        Whatever was started before a failure is stopped again.
         """
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> int:
         config = self.config
         torch.set_num_threads(config.torch_threads)
         snapshot = await asyncio.to_thread(load_snapshot, self.artifact_path)

@@ -6,7 +6,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from serving.features import FeatureStore
+import pytest
+import redis
+
+from serving.errors import FeatureStoreUnavailable
+from serving.features import FeatureStore, UserState
+from serving.redis_connection import EmbeddedRedis, free_port
 
 T = TypeVar("T")
 
@@ -86,3 +91,29 @@ def test_concurrent_reads_each_get_their_own_reply(redis_url: str, namespace: st
         ]
 
     _with_store(redis_url, namespace, body)
+
+
+def test_password_and_database_from_the_url_are_used() -> None:
+    """The hot-path connection authenticates and selects the URL's database, as redis-py does."""
+    port = free_port()
+    secured = EmbeddedRedis(port=port, extra_args=["--requirepass", "s3cret"]).start()
+    try:
+        url = f"redis://:s3cret@127.0.0.1:{port}/3"
+
+        async def body(store: FeatureStore) -> UserState:
+            await store.append("u", ["a"])
+            return await store.read_user("u", None)
+
+        state = _with_store(url, "auth", body)
+        assert (state.version, state.history) == (1, ["a"])
+        check = redis.Redis.from_url(url)
+        assert check.lrange("auth:h:{u}", 0, -1) == [b"a"]
+        check.close()
+
+        async def wrong(store: FeatureStore) -> None:
+            with pytest.raises(FeatureStoreUnavailable):
+                await store.read_user("u", None)
+
+        _with_store(f"redis://:nope@127.0.0.1:{port}/3", "auth", wrong)
+    finally:
+        secured.close()
