@@ -42,6 +42,15 @@ class TrainConfig(BaseModel):
         description="sampled_softmax: uniform, or by training popularity with log-Q correction.",
     )
 
+    loss_weighting: Literal["target", "batch"] = Field(
+        "target",
+        description="target: every target position weighs the same wherever it lands (a "
+        "batch's mean loss is scaled by its number of targets over the mean number per batch), "
+        "as with the paper's randomly drawn batches; batch: the plain mean over each batch, "
+        "which over-weights short histories in length-bucketed batches (converges ~3x slower on "
+        "Video Games).",
+    )
+
     # optimisation
     max_epochs: int = Field(200, ge=1, description="Upper bound on training epochs.")
     max_minutes: float | None = Field(

@@ -91,6 +91,13 @@ class SequenceDataModule(pl.LightningDataModule):
             dataset.items.table.get_column("train_count").to_list(), dtype=torch.float64
         )
 
+    @property
+    def mean_targets_per_batch(self) -> float:
+        """Target positions per training batch on average (each user has min(n - 1, max_len))."""
+        targets = np.minimum(self.train_sequences.lengths - 1, self.max_len).sum()
+        batches = -(-len(self.train_sequences) // self.batch_size)
+        return float(targets) / batches
+
     def train_dataloader(self) -> DataLoader[Any]:
         rank, world_size = 0, 1
         if self.trainer is not None:

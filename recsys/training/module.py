@@ -38,6 +38,7 @@ class SASRecModule(pl.LightningModule):
         train: dict[str, Any],
         dataset_fingerprint: str = "",
         item_train_counts: list[float] | None = None,
+        mean_targets_per_batch: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["item_train_counts"])
@@ -53,6 +54,7 @@ class SASRecModule(pl.LightningModule):
             probs = torch.cat([torch.zeros(1, dtype=torch.float64), counts + 1.0])
             sampling_probs = (probs / probs.sum()).float()
         self.register_buffer("sampling_probs", sampling_probs, persistent=False)
+        self.mean_targets_per_batch = mean_targets_per_batch
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         return self.model(items)
@@ -77,6 +79,10 @@ class SASRecModule(pl.LightningModule):
         self.log(
             "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets)
         )
+        if config.loss_weighting == "target":
+            # Length-bucketed batches differ ~16x in their number of targets; scaling the batch
+            # mean by it gives every target the same weight, as randomly drawn batches would.
+            return loss * (len(targets) / self.mean_targets_per_batch)
         return loss
 
     def validation_step(

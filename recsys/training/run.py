@@ -99,6 +99,7 @@ def train(
         train=config.model_dump(mode="json"),
         dataset_fingerprint=str(dataset.stats["input"]["fingerprint"]),
         item_train_counts=data.item_train_counts.tolist(),
+        mean_targets_per_batch=data.mean_targets_per_batch,
     )
     timer = EpochTimer()
     best_checkpoint = ModelCheckpoint(

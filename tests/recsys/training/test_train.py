@@ -19,6 +19,7 @@ from recsys.training import (
     evaluation_batch,
     held_out_targets,
     train,
+    training_batch,
 )
 from recsys.training.curves import epoch_metrics
 
@@ -168,3 +169,33 @@ def test_sampled_validation_selects_on_the_papers_protocol(
     assert summary["best_validation"]["val/ndcg@10"] == pytest.approx(expected, abs=1e-4)
     full = _validation_ndcg(synthetic_data, "model", tmp_path / "run/checkpoints/best.ckpt")
     assert expected > full  # 50 candidates are an easier task than the whole catalogue
+
+
+def test_target_weighting_gives_every_target_the_same_weight(synthetic_data: Path) -> None:
+    from recsys.data import load_prepared
+
+    data = SequenceDataModule(load_prepared(synthetic_data), 20, 64, 64, seed=0)
+    lengths = data.train_sequences.lengths
+    batches = -(-len(lengths) // 64)
+    assert data.mean_targets_per_batch == pytest.approx((lengths - 1).clip(max=20).sum() / batches)
+    config = TrainConfig.build({**FAST, "loss": "ce"})
+    per_batch = SASRecModule(
+        config.model_config_for(data.num_items).to_dict(),
+        config.model_copy(update={"loss_weighting": "batch"}).model_dump(mode="json"),
+    ).eval()
+    per_target = SASRecModule(
+        config.model_config_for(data.num_items).to_dict(),
+        config.model_dump(mode="json"),
+        mean_targets_per_batch=data.mean_targets_per_batch,
+    ).eval()
+    per_target.load_state_dict(per_batch.state_dict())
+    short, long = sorted(range(len(lengths)), key=lambda i: lengths[i])[:: len(lengths) - 1]
+    for row in (short, long):
+        batch = training_batch(data.train_sequences, [row], 20)
+        targets = int((batch[1] != 0).sum())
+        mean_loss = per_batch.training_step(batch, 0)
+        weighted = per_target.training_step(batch, 0)
+        # the batch's summed per-target loss over the mean number of targets per batch
+        assert float(weighted) == pytest.approx(
+            float(mean_loss) * targets / data.mean_targets_per_batch, rel=1e-5
+        )
