@@ -2,11 +2,12 @@
 
 Why not redis-py here: its asyncio pipeline costs a few hundred microseconds of Python per round
 trip (pool checkout, retries, observability hooks, a pure-Python reply parser), more than the rest
-of a cached answer costs. This connection keeps one socket, writes each command at once (no wait
-for a batch: grpc.aio hands each call its own event-loop turn, so a deferred flush costs a turn
-per request and batches nothing; under load the transport's buffer coalesces writes by itself),
-and matches replies to callers in order with hiredis's C parser. Everything else (writes,
-transactions, health probes, bulk loads) uses redis-py.
+of a cached answer costs. This connection is one socket driven by an ``asyncio.Protocol``: a
+command is written at once (no wait for a batch: grpc.aio hands each call its own event-loop turn,
+so a deferred flush costs a turn per request and batches nothing; under load the transport's
+buffer coalesces writes by itself), and replies are parsed by hiredis's C parser in the data
+callback and handed to their callers in order, with no reader task in between. Everything else
+(writes, transactions, health probes, bulk loads) uses redis-py.
 
 Supports ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs=none``/``ssl_ca_certs=`` honoured) and
 ``unix://`` URLs with a username/password and a database number, as redis-py parses them.
@@ -15,7 +16,6 @@ Supports ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs=none``/``ssl_ca_certs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import deque
 from typing import Any
@@ -31,16 +31,61 @@ class FeatureStoreUnreachable(FeatureStoreUnavailable):
     """The connection failed or timed out (as opposed to one command's error reply)."""
 
 
-class _Connection:
+class _RespProtocol(asyncio.Protocol):
     """One open socket and the callers waiting for its replies, oldest first."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
         self.parser = hiredis.Reader()
         self.waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.closed = False
-        self.reading: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        waiting = self.waiting
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                _, future = waiting.popleft()
+                if future.done():
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    future.set_exception(FeatureStoreUnavailable(f"feature store error: {reply}"))
+                else:
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as err:
+            self.fail(err)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or ConnectionResetError("Redis closed the connection"))
+
+    def write(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Send one command; the future gets its reply."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self.closed or self.transport is None:
+            future.set_exception(FeatureStoreUnreachable("feature store connection closed"))
+            return future
+        self.waiting.append((loop.time(), future))
+        self.transport.write(hiredis.pack_command(args))
+        return future
+
+    def fail(self, err: BaseException) -> None:
+        """Close the socket; every waiting caller gets ``FeatureStoreUnreachable``."""
+        if self.closed:
+            return
+        self.closed = True
+        failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
+        while self.waiting:
+            _, future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(failure)
+        if self.transport is not None:
+            self.transport.close()
 
 
 class RespConnection:
@@ -58,15 +103,15 @@ class RespConnection:
             raise ConfigError(f"--redis-url is not a usable Redis URL: {err}") from err
         self._options = options
         self._timeout_s = timeout_s
-        self._connection: _Connection | None = None
+        self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
     async def execute(self, *args: Any) -> Any:
-        connection = self._connection
-        if connection is None or connection.closed:
-            connection = await self._connect()
-        return await self._write(connection, args)
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connect()
+        return await protocol.write(args)
 
     def send(self, *args: Any) -> None:
         """Issue a command without waiting for its reply (a cache fill).
@@ -74,52 +119,44 @@ class RespConnection:
         Later commands on this connection see its effect (Redis runs one connection's commands in
         order); its reply, or failure, is read and dropped.
         """
-        connection = self._connection
-        if connection is None or connection.closed:
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
             pending: asyncio.Future[Any] = asyncio.ensure_future(self.execute(*args))
         else:
-            pending = self._write(connection, args)
+            pending = protocol.write(args)
         pending.add_done_callback(_drop_outcome)
 
-    def _write(self, connection: _Connection, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        connection.waiting.append((loop.time(), future))
-        try:
-            connection.writer.write(hiredis.pack_command(args))
-        except (OSError, RuntimeError) as err:
-            self._fail(connection, err)
-        return future
-
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> _RespProtocol:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._connection is not None and not self._connection.closed:
-                return self._connection
+            if self._protocol is not None and not self._protocol.closed:
+                return self._protocol
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    connection = await self._open()
+                    protocol = await self._open()
             except (OSError, TimeoutError, FeatureStoreUnavailable) as err:
                 raise FeatureStoreUnreachable(
                     f"feature store unreachable: {_describe(err)}"
                 ) from err
-            self._connection = connection
+            self._protocol = protocol
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-            return connection
+            return protocol
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> _RespProtocol:
         options = self._options
+        loop = asyncio.get_running_loop()
         if "path" in options:
-            reader, writer = await asyncio.open_unix_connection(options["path"])
+            _, protocol = await loop.create_unix_connection(_RespProtocol, options["path"])
         else:
             context = _tls_context(options) if _is_tls(options) else None
-            reader, writer = await asyncio.open_connection(
-                options.get("host", "localhost"), int(options.get("port", 6379)), ssl=context
+            _, protocol = await loop.create_connection(
+                _RespProtocol,
+                options.get("host", "localhost"),
+                int(options.get("port", 6379)),
+                ssl=context,
             )
-        connection = _Connection(reader, writer)
-        connection.reading = asyncio.get_running_loop().create_task(self._read(connection))
         handshake: list[tuple[Any, ...]] = []
         if options.get("password"):
             user = options.get("username")
@@ -130,40 +167,11 @@ class RespConnection:
             handshake.append(("SELECT", int(options["db"])))
         try:
             for command in handshake:
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[Any] = loop.create_future()
-                connection.waiting.append((loop.time(), future))
-                writer.write(hiredis.pack_command(command))
-                await future
+                await protocol.write(command)
         except BaseException as err:
-            self._fail(connection, err)
+            protocol.fail(err)
             raise
-        return connection
-
-    async def _read(self, connection: _Connection) -> None:
-        parser = connection.parser
-        waiting = connection.waiting
-        try:
-            while True:
-                data = await connection.reader.read(1 << 16)
-                if not data:
-                    raise ConnectionResetError("Redis closed the connection")
-                parser.feed(data)
-                while (reply := parser.gets()) is not False:
-                    _, future = waiting.popleft()
-                    if future.done():
-                        continue
-                    if isinstance(reply, hiredis.ReplyError):
-                        future.set_exception(
-                            FeatureStoreUnavailable(f"feature store error: {reply}")
-                        )
-                    else:
-                        future.set_result(reply)
-        except asyncio.CancelledError:
-            self._fail(connection, ConnectionAbortedError("connection closed"))
-            raise
-        except (OSError, hiredis.ProtocolError, IndexError) as err:
-            self._fail(connection, err)
+        return protocol
 
     async def _watch(self) -> None:
         """Fail the connection when its oldest caller has waited longer than the timeout."""
@@ -171,35 +179,19 @@ class RespConnection:
         interval = max(self._timeout_s / 4, 0.005)
         while True:
             await asyncio.sleep(interval)
-            connection = self._connection
-            if connection is None or connection.closed or not connection.waiting:
+            protocol = self._protocol
+            if protocol is None or protocol.closed or not protocol.waiting:
                 continue
-            started, _ = connection.waiting[0]
+            started, _ = protocol.waiting[0]
             if loop.time() - started > self._timeout_s:
-                self._fail(connection, TimeoutError(f"no reply within {self._timeout_s} s"))
-
-    def _fail(self, connection: _Connection, err: BaseException) -> None:
-        if connection.closed:
-            return
-        connection.closed = True
-        failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
-        while connection.waiting:
-            _, future = connection.waiting.popleft()
-            if not future.done():
-                future.set_exception(failure)
-        with contextlib.suppress(Exception):
-            connection.writer.close()
-        if connection.reading is not None and connection.reading is not asyncio.current_task():
-            connection.reading.cancel()
+                protocol.fail(TimeoutError(f"no reply within {self._timeout_s} s"))
 
     async def close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            self._fail(connection, ConnectionAbortedError("closed by the server"))
-            with contextlib.suppress(Exception):
-                await connection.writer.wait_closed()
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.fail(ConnectionAbortedError("closed by the server"))
 
 
 def _drop_outcome(future: asyncio.Future[Any]) -> None:
