@@ -200,6 +200,7 @@ class ModelRuntime:
         self.explain_top = explain_top
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._pending: list[tuple[ModelSnapshot, ModelJob]] = []
+        self._running: list[tuple[ModelSnapshot, ModelJob]] = []
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._swap_lock = asyncio.Lock()
@@ -212,15 +213,17 @@ class ModelRuntime:
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
 
     async def close(self) -> None:
-        """Stop taking work; fail what is still queued; stop the worker thread."""
+        """Stop taking work; fail whatever is queued or running; stop the worker thread."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        for _, job in self._pending:
+        stopping = Unavailable("the server is shutting down")
+        for _, job in [*self._pending, *self._running]:
             if not job.future.done():
-                job.future.set_exception(Unavailable("the server is shutting down"))
+                job.future.set_exception(stopping)
         self._pending.clear()
+        self._running = []
         self._executor.shutdown(wait=True)
 
     async def infer(self, snapshot: ModelSnapshot, job: ModelJob) -> ModelResult:
@@ -234,7 +237,6 @@ class ModelRuntime:
         return await job.future
 
     async def _run_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wakeup.wait()
             if self.max_wait_s > 0 and len(self._pending) < self.max_batch_size:
@@ -243,39 +245,46 @@ class ModelRuntime:
             del self._pending[: self.max_batch_size]
             if not self._pending:
                 self._wakeup.clear()
-            now = loop.time()
-            live: list[tuple[ModelSnapshot, ModelJob]] = []
-            for snapshot, job in batch:
-                if job.future.done():  # the caller went away (cancelled, e.g. its deadline)
-                    self.stats["abandoned"] += 1
-                    continue
-                if job.deadline is not None and job.deadline <= now:
-                    self.stats["abandoned"] += 1
-                    job.future.set_exception(
-                        DeadlineExceeded("deadline passed while waiting for the model")
-                    )
-                    continue
-                live.append((snapshot, job))
-            if not live:
-                continue
-            self.stats["batches"] += 1
-            self.stats["requests"] += len(live)
-            self.stats["largest_batch"] = max(self.stats["largest_batch"], len(live))
-            for group_snapshot, jobs in _groups(live):
-                try:
-                    results = await loop.run_in_executor(
-                        self._executor, run_batch, group_snapshot, jobs, self.explain_top
-                    )
-                except Exception as err:  # noqa: BLE001 - every waiter must hear of it
-                    log.exception("model inference failed for a batch of %d", len(jobs))
-                    failure = ServiceError(f"model inference failed: {type(err).__name__}: {err}")
-                    for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(failure)
-                    continue
-                for job, result in zip(jobs, results, strict=True):
+            self._running = batch
+            try:
+                await self._run_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the worker must outlive any one batch
+                log.exception("model batch failed")
+                failure = ServiceError(f"model inference failed: {type(err).__name__}: {err}")
+                for _, job in batch:
                     if not job.future.done():
-                        job.future.set_result(result)
+                        job.future.set_exception(failure)
+            self._running = []
+
+    async def _run_batch(self, batch: list[tuple[ModelSnapshot, ModelJob]]) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        live: list[tuple[ModelSnapshot, ModelJob]] = []
+        for snapshot, job in batch:
+            if job.future.done():  # the caller went away (cancelled, e.g. its deadline)
+                self.stats["abandoned"] += 1
+                continue
+            if job.deadline is not None and job.deadline <= now:
+                self.stats["abandoned"] += 1
+                job.future.set_exception(
+                    DeadlineExceeded("deadline passed while waiting for the model")
+                )
+                continue
+            live.append((snapshot, job))
+        if not live:
+            return
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(live)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(live))
+        for group_snapshot, jobs in _groups(live):
+            results = await loop.run_in_executor(
+                self._executor, run_batch, group_snapshot, jobs, self.explain_top
+            )
+            for job, result in zip(jobs, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(result)
 
     async def swap(self, path: Path) -> ModelSnapshot:
         """Verify and load the artifact at ``path`` off the loop, then serve it.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
-from serving.runtime import ModelJob, ModelSnapshot, load_snapshot, run_batch
+from serving.errors import ServiceError
+from serving.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_snapshot, run_batch
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Artifacts
@@ -65,3 +67,29 @@ def test_popularity_fallback_honours_exclude_and_allow(snapshot: ModelSnapshot) 
     allowed = snapshot.popular(5, {order[1]}, [order[3], order[1], order[2]])
     assert allowed.indices == [order[2], order[3]]
     assert allowed.scores == sorted(allowed.scores, reverse=True)
+
+
+def test_a_failing_batch_fails_its_callers_and_the_runtime_keeps_serving(
+    snapshot: ModelSnapshot,
+) -> None:
+    async def main() -> tuple[BaseException | None, list[int]]:
+        runtime = ModelRuntime(
+            snapshot, max_batch_size=8, max_wait_ms=0, max_queue=16, explain_top=5
+        )
+        runtime.start()
+        loop = asyncio.get_running_loop()
+        bad = ModelJob([10**6], 3, [], None, False, None, loop.create_future())
+        failure: BaseException | None = None
+        try:
+            await runtime.infer(snapshot, bad)
+        except ServiceError as err:
+            failure = err
+        good = ModelJob([1, 2], 3, [], None, False, None, loop.create_future())
+        result = await runtime.infer(snapshot, good)
+        await runtime.close()
+        return failure, result.indices
+
+    failure, indices = asyncio.run(main())
+    assert failure is not None and "model inference failed" in str(failure)
+    assert getattr(failure, "code", None) == grpc.StatusCode.INTERNAL
+    assert len(indices) == 3
