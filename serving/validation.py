@@ -15,7 +15,7 @@ from serving.errors import InvalidArgument
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RecommendQuery:
     """A checked ``RecommendRequest``; ``field`` prefixes error messages (``requests[3].``)."""
 
@@ -30,13 +30,16 @@ class RecommendQuery:
 
     def options_digest(self) -> str:
         """A short digest of everything except the user that shapes the answer (cache key)."""
-        digest = hashlib.blake2b(digest_size=12)
-        # \x1f cannot occur inside an id (ids are printable), so the encoding is unambiguous.
-        digest.update(f"{self.k}\x1f{int(self.exclude_seen)}\x1f{int(self.explain)}".encode())
-        for name, values in (("h", self.history), ("x", self.exclude), ("a", self.allow)):
-            digest.update(f"\x1e{name}\x1f".encode())
-            digest.update("\x1f".join(values).encode())
-        return digest.hexdigest()
+        # \x1f and \x1e cannot occur inside an id (ids are printable): the encoding is unambiguous.
+        payload = "\x1e".join(
+            (
+                f"{self.k}\x1f{int(self.exclude_seen)}\x1f{int(self.explain)}",
+                "\x1f".join(self.history),
+                "\x1f".join(self.exclude),
+                "\x1f".join(self.allow),
+            )
+        )
+        return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
 
 
 def check_id(value: str, field: str, config: ServeConfig) -> str:
