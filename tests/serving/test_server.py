@@ -355,3 +355,24 @@ def test_watch_reloads_a_replaced_artifact(
     while server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).model_version != second:
         assert time.monotonic() < deadline, "the watcher did not reload the new artifact"
         time.sleep(0.1)
+
+
+def test_requests_during_a_swap_are_all_answered(
+    start_server: StartServer, artifacts: Artifacts
+) -> None:
+    server = start_server(cache_ttl_s=0)
+    request = pb.RecommendRequest(history=["sku-1", "sku-2"], k=3)
+
+    def ask(_: int) -> str:
+        return server.stub.Recommend(request, timeout=10).model_version
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        before = pool.map(ask, range(40))
+        swapped = server.call(server.app.reload(artifacts.second))
+        after = list(pool.map(ask, range(40)))
+        versions = [*before, *after]
+    assert swapped
+    second = load_artifact(artifacts.second).model_version
+    assert len(versions) == 80, "every request was answered"
+    assert after[-1] == second
+    assert set(versions) <= {load_artifact(artifacts.first).model_version, second}
