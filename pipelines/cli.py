@@ -13,6 +13,7 @@ import typer
 from pipelines.demo import demo
 from pipelines.evaluate import evaluate
 from pipelines.export import export
+from pipelines.health import health_command
 from pipelines.load_features import load_features
 from pipelines.prepare import prepare
 from pipelines.recommend import recommend_command
@@ -39,6 +40,7 @@ app.command("demo")(demo)
 app.command("load-features")(load_features)
 app.command("serve")(serve_command)
 app.command("recommend")(recommend_command)
+app.command("health")(health_command)
 
 
 def main() -> None:

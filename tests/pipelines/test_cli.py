@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "load-features",
     "serve",
     "recommend",
+    "health",
 ]
 
 
