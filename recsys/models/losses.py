@@ -37,14 +37,20 @@ def bce_loss(
     targets: torch.Tensor,
     item_embedding: torch.Tensor,
     generator: torch.Generator | None = None,
+    negatives_per_target: int = 1,
 ) -> torch.Tensor:
-    """The paper's loss: binary cross-entropy of the positive and one sampled negative.
+    """The paper's loss: binary cross-entropy of the positive and a sampled negative.
 
-    hidden: [T, H]; targets: [T]; item_embedding: [V + 1, H].
+    With ``negatives_per_target`` K > 1 each target gets K uniform negatives whose BCE terms are
+    averaged: the same push on negatives as the paper's one (K = 1 is exactly the paper), with
+    less variance. hidden: [T, H]; targets: [T]; item_embedding: [V + 1, H].
     """
-    negatives = sample_negatives(targets, item_embedding.size(0) - 1, generator)  # [T]
+    if negatives_per_target < 1:
+        raise ValueError(f"negatives_per_target must be >= 1, got {negatives_per_target}")
+    repeated = targets.unsqueeze(-1).expand(-1, negatives_per_target)  # [T, K]
+    negatives = sample_negatives(repeated, item_embedding.size(0) - 1, generator)  # [T, K]
     positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
-    negative_logits = (hidden * item_embedding[negatives]).sum(-1)  # [T]
+    negative_logits = torch.einsum("th,tkh->tk", hidden, item_embedding[negatives])  # [T, K]
     return F.binary_cross_entropy_with_logits(
         positive_logits, torch.ones_like(positive_logits)
     ) + F.binary_cross_entropy_with_logits(negative_logits, torch.zeros_like(negative_logits))

@@ -37,6 +37,9 @@ class TrainConfig(BaseModel):
         "(num_negatives shared negatives), ce (full softmax over the catalogue).",
     )
     num_negatives: int = Field(256, ge=1, description="sampled_softmax: negatives per batch.")
+    bce_negatives: int = Field(
+        1, ge=1, description="bce: uniform negatives per target, their terms averaged (paper: 1)."
+    )
     negative_sampling: Literal["uniform", "popularity"] = Field(
         "uniform",
         description="sampled_softmax: uniform, or by training popularity with log-Q correction.",

@@ -70,7 +70,7 @@ class SASRecModule(pl.LightningModule):
         embedding = self.model.item_embedding.weight  # [V + 1, H]
         config = self.train_config
         if config.loss == "bce":
-            loss = bce_loss(hidden, targets, embedding)
+            loss = bce_loss(hidden, targets, embedding, negatives_per_target=config.bce_negatives)
         elif config.loss == "sampled_softmax":
             probs = self.sampling_probs if isinstance(self.sampling_probs, torch.Tensor) else None
             loss = sampled_softmax_loss(hidden, targets, embedding, config.num_negatives, probs)

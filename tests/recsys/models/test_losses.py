@@ -47,7 +47,7 @@ def test_popularity_sampling_with_log_q_is_finite() -> None:
     assert torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("loss_name", ["bce", "sampled_softmax", "ce"])
+@pytest.mark.parametrize("loss_name", ["bce", "bce-8", "sampled_softmax", "ce"])
 def test_each_loss_decreases_on_a_learnable_sequence(loss_name: str) -> None:
     torch.manual_seed(0)
     model = SASRec(SASRecConfig(num_items=20, max_len=6, hidden_size=16, dropout=0.0))
@@ -61,8 +61,9 @@ def test_each_loss_decreases_on_a_learnable_sequence(loss_name: str) -> None:
         hidden = model(inputs).reshape(-1, 16)
         flat = targets.reshape(-1)
         weight = model.item_embedding.weight
-        if loss_name == "bce":
-            return bce_loss(hidden, flat, weight)
+        if loss_name.startswith("bce"):
+            negatives = int(loss_name.partition("-")[2] or 1)
+            return bce_loss(hidden, flat, weight, negatives_per_target=negatives)
         if loss_name == "sampled_softmax":
             return sampled_softmax_loss(hidden, flat, weight, num_negatives=10)
         return full_softmax_loss(hidden, flat, weight)
@@ -73,3 +74,19 @@ def test_each_loss_decreases_on_a_learnable_sequence(loss_name: str) -> None:
         loss_value().backward()
         optimizer.step()
     assert loss_value().item() < 0.5 * first
+
+
+def test_bce_with_several_negatives_averages_their_terms() -> None:
+    hidden, weight = torch.randn(5, 4), torch.randn(9, 4)
+    targets = torch.tensor([1, 2, 3, 8, 8])
+    loss = bce_loss(hidden, targets, weight, torch.Generator().manual_seed(1), 3)
+    negatives = sample_negatives(
+        targets.unsqueeze(-1).expand(-1, 3), 8, torch.Generator().manual_seed(1)
+    )
+    assert negatives.shape == (5, 3) and not (negatives == targets.unsqueeze(-1)).any()
+    positive = -torch.nn.functional.logsigmoid((hidden * weight[targets]).sum(-1)).mean()
+    negative_logits = (hidden.unsqueeze(1) * weight[negatives]).sum(-1)  # [5, 3]
+    negative = -torch.nn.functional.logsigmoid(-negative_logits).mean()
+    assert float(loss) == pytest.approx(float(positive + negative), rel=1e-5)
+    with pytest.raises(ValueError, match="negatives_per_target"):
+        bce_loss(hidden, targets, weight, negatives_per_target=0)
