@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
 import yaml
@@ -20,10 +20,23 @@ from recsys.training import TrainConfig, train
 _NONE_WORDS = {"none", "null"}
 
 
-def parse_override(raw: str) -> Any:
-    """A flag's text as a YAML scalar (``4`` -> 4, ``true`` -> True, ``none`` -> None)."""
-    if raw.strip().lower() in _NONE_WORDS:
-        return None
+def _literal_words(annotation: Any) -> set[str]:
+    """The string choices a (possibly nested, e.g. ``Literal[...] | None``) annotation allows."""
+    if get_origin(annotation) is Literal:
+        return {choice for choice in get_args(annotation) if isinstance(choice, str)}
+    return {word for arg in get_args(annotation) for word in _literal_words(arg)}
+
+
+def parse_override(raw: str, key: str | None = None) -> Any:
+    """A flag's text as a YAML scalar (``4`` -> 4, ``true`` -> True, ``none`` -> None).
+
+    ``none`` stays the word where ``key``'s choices include it (``--scheduler none``).
+    """
+    word = raw.strip().lower()
+    if word in _NONE_WORDS:
+        field = TrainConfig.model_fields.get(key or "")
+        choices = _literal_words(field.annotation) if field is not None else set()
+        return word if word in choices else None
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError:
@@ -32,7 +45,9 @@ def parse_override(raw: str) -> Any:
 
 def build_config(config_path: Path | None, overrides: dict[str, str | None]) -> TrainConfig:
     """The YAML file's keys (if any), then every flag that was given."""
-    given = {key: parse_override(value) for key, value in overrides.items() if value is not None}
+    given = {
+        key: parse_override(value, key) for key, value in overrides.items() if value is not None
+    }
     if config_path is None:
         return TrainConfig.build(given, origin="the flags")
     return TrainConfig.from_yaml(config_path, given)
