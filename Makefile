@@ -43,6 +43,7 @@ bench: $(STAMP) ## Run the benchmarks (writes bench/results/).
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/quality_video_games.py
 	$(BIN)/python bench/export_latency.py
+	$(BIN)/python bench/serve_load.py
 
 clean: ## Remove the virtual environment and run outputs.
 	rm -rf $(VENV) runs bench/.work

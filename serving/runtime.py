@@ -218,6 +218,16 @@ class ModelRuntime:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+            stats = self.stats
+            log.info(
+                "model runtime: %d requests in %d forwards (mean batch %.1f, largest %d), "
+                "%d abandoned",
+                stats["requests"],
+                stats["batches"],
+                stats["requests"] / max(stats["batches"], 1),
+                stats["largest_batch"],
+                stats["abandoned"],
+            )
         stopping = Unavailable("the server is shutting down")
         for _, job in [*self._pending, *self._running]:
             if not job.future.done():
