@@ -130,7 +130,8 @@ def train(
         max_epochs=config.max_epochs,
         max_time=timedelta(minutes=config.max_minutes) if config.max_minutes else None,
         gradient_clip_val=config.gradient_clip,
-        check_val_every_n_epoch=config.check_val_every_n_epoch,
+        # A run shorter than the validation period still validates (and keeps) its last epoch.
+        check_val_every_n_epoch=min(config.check_val_every_n_epoch, config.max_epochs),
         # The timer goes first: time spent saving checkpoints is not training time.
         callbacks=[timer, best_checkpoint, last_checkpoint, stopper],
         logger=_loggers(run_dir, resuming=resume_from is not None),
@@ -178,11 +179,12 @@ def _summarise(
     best = best_epoch(epochs)
     plot_curves(epochs, run_dir / CURVES_FILE, title=f"SASRec ({config.loss}) — {run_dir.name}")
     durations = timer.durations
+    best_path = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
     return {
         "created_at": datetime.now(UTC).isoformat(),
         "best_epoch": best.get("epoch"),
         "best_validation": {k: v for k, v in best.items() if k.startswith("val/")},
-        "best_checkpoint": str(run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT),
+        "best_checkpoint": str(best_path) if best_path.is_file() else None,
         "epochs_trained": trainer.current_epoch,
         "stopped_early": trainer.should_stop and trainer.current_epoch < config.max_epochs,
         "wall_time_s": round(wall_time, 2),

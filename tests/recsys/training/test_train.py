@@ -199,3 +199,16 @@ def test_target_weighting_gives_every_target_the_same_weight(synthetic_data: Pat
         assert float(weighted) == pytest.approx(
             float(mean_loss) * targets / data.mean_targets_per_batch, rel=1e-5
         )
+
+
+def test_a_run_shorter_than_the_validation_period_still_validates(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    config = TrainConfig.build(
+        {**FAST, "loss": "bce", "max_epochs": 1, "check_val_every_n_epoch": 5}
+    )
+    summary = train(synthetic_data, tmp_path / "run", config, progress=False)
+    assert summary["best_epoch"] == 0
+    assert "val/ndcg@10" in summary["best_validation"]
+    assert summary["best_checkpoint"] is not None
+    assert Path(summary["best_checkpoint"]).is_file()
