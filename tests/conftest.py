@@ -1,10 +1,12 @@
-"""Shared fixtures: fixed seeds, the shared benchmark data folder, small inline logs."""
+"""Shared fixtures: fixed seeds, the shared benchmark data folder, small inline logs, and tiny
+synthetic datasets with models trained on them (for the evaluate, export and serving tests)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -44,3 +46,45 @@ def small_log() -> pl.DataFrame:
             "timestamp": [10, 20, 30, 40, 15, 25, 35, 50, 50, 60],
         }
     )
+
+
+class TinyRuns:
+    """Builds a small synthetic prepared dataset and trains a tiny SASRec on it in seconds."""
+
+    TRAINING = {"hidden_size": 16, "batch_size": 64, "accelerator": "cpu", "devices": 1}
+    """Settings every tiny model shares; each caller adds its own shape and epochs."""
+
+    @staticmethod
+    def prepared(
+        folder: Path,
+        n_users: int,
+        n_items: int,
+        n_events: int,
+        seed: int,
+        string_ids: bool = False,
+    ) -> Path:
+        """A synthetic log (items ``sku-<n>`` with ``string_ids``), users with >= 3 events."""
+        from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
+        from recsys.data.synthetic import SynthConfig, generate_log
+
+        log = generate_log(
+            SynthConfig(n_users=n_users, n_items=n_items, n_events=n_events, seed=seed)
+        )
+        if string_ids:
+            log = log.with_columns(("sku-" + log["item_id"].cast(str)).alias("item_id"))
+        config = PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))
+        return write_prepared(prepare_dataset(log, config), folder)
+
+    @classmethod
+    def trained(cls, data: Path, run: Path, **config: Any) -> Path:
+        """Train on ``data`` into ``run`` with ``TRAINING`` + ``config``; the best checkpoint."""
+        from recsys.training import TrainConfig, train
+
+        train(data, run, TrainConfig.build({**cls.TRAINING, **config}), progress=False)
+        return run / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_runs() -> type[TinyRuns]:
+    """``TinyRuns``: tiny synthetic datasets and models for tests that need a real checkpoint."""
+    return TinyRuns

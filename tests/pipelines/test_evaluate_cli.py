@@ -12,38 +12,22 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.conftest import TinyRuns
     from tests.pipelines.conftest import RunRecsys, UserErrorCheck
 
 from pipelines import cli
-from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
-from recsys.data.synthetic import SynthConfig, generate_log
-from recsys.training import TrainConfig, train
 
-TINY = {
-    "hidden_size": 16,
-    "n_heads": 1,
-    "n_blocks": 1,
-    "max_len": 10,
-    "batch_size": 64,
-    "max_epochs": 2,
-    "accelerator": "cpu",
-    "devices": 1,
-}
-
-
-def _prepared(folder: Path, n_items: int, seed: int) -> Path:
-    log = generate_log(SynthConfig(n_users=200, n_items=n_items, n_events=4_000, seed=seed))
-    config = PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))
-    return write_prepared(prepare_dataset(log, config), folder)
+TINY = {"n_heads": 1, "n_blocks": 1, "max_len": 10, "max_epochs": 2}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained(
+    tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """A prepared synthetic dataset and the best checkpoint of a 2-epoch tiny model on it."""
     root = tmp_path_factory.mktemp("evaluate")
-    data = _prepared(root / "data", n_items=150, seed=2)
-    train(data, root / "run", TrainConfig.build(TINY), progress=False)
-    return data, root / "run" / "checkpoints" / "best.ckpt"
+    data = tiny_runs.prepared(root / "data", n_users=200, n_items=150, n_events=4_000, seed=2)
+    return data, tiny_runs.trained(data, root / "run", **TINY)
 
 
 @pytest.mark.slow
@@ -160,12 +144,13 @@ def test_user_errors(
 @pytest.mark.slow
 def test_checkpoint_of_another_dataset_or_not_a_checkpoint(
     trained: tuple[Path, Path],
+    tiny_runs: type[TinyRuns],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _, checkpoint = trained
-    other = _prepared(tmp_path / "other", n_items=60, seed=9)
+    other = tiny_runs.prepared(tmp_path / "other", n_users=200, n_items=60, n_events=4_000, seed=9)
     out = tmp_path / "report"
     args = ["evaluate", "--data", str(other), "--checkpoint", str(checkpoint), "--out", str(out)]
     assert "catalogue of 150 items, but --data has" in _main_error(args, monkeypatch, capsys)

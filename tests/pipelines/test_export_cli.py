@@ -11,34 +11,22 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.conftest import TinyRuns
     from tests.pipelines.conftest import RunRecsys, UserErrorCheck
 
 from pipelines import cli
-from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
-from recsys.data.synthetic import SynthConfig, generate_log
-from recsys.training import TrainConfig, train
 
-TINY = {
-    "hidden_size": 16,
-    "n_heads": 1,
-    "n_blocks": 1,
-    "max_len": 10,
-    "batch_size": 64,
-    "max_epochs": 1,
-    "accelerator": "cpu",
-    "devices": 1,
-}
+TINY = {"n_heads": 1, "n_blocks": 1, "max_len": 10, "max_epochs": 1}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained(
+    tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """A prepared synthetic dataset and the best checkpoint of a 1-epoch tiny model on it."""
     root = tmp_path_factory.mktemp("export-cli")
-    log = generate_log(SynthConfig(n_users=150, n_items=80, n_events=3_000, seed=3))
-    config = PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))
-    data = write_prepared(prepare_dataset(log, config), root / "data")
-    train(data, root / "run", TrainConfig.build(TINY), progress=False)
-    return data, root / "run" / "checkpoints" / "best.ckpt"
+    data = tiny_runs.prepared(root / "data", n_users=150, n_items=80, n_events=3_000, seed=3)
+    return data, tiny_runs.trained(data, root / "run", **TINY)
 
 
 @pytest.mark.slow

@@ -14,33 +14,24 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import pytest
 import redis
 
-from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
-from recsys.data.synthetic import SynthConfig, generate_log
 from recsys.export import export_artifact
-from recsys.training import TrainConfig, train
 from serving.config import ServeConfig
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.redis_connection import EmbeddedRedis
 from serving.server import RecommenderApp
 
+if TYPE_CHECKING:
+    from tests.conftest import TinyRuns
+
 T = TypeVar("T")
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
-TINY = {
-    "hidden_size": 16,
-    "n_heads": 2,
-    "n_blocks": 2,
-    "max_len": 8,
-    "batch_size": 64,
-    "max_epochs": 1,
-    "accelerator": "cpu",
-    "devices": 1,
-}
+TINY = {"n_heads": 2, "n_blocks": 2, "max_len": 8, "max_epochs": 1}
 
 
 @dataclass(frozen=True)
@@ -52,18 +43,15 @@ class Artifacts:
 
 
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+def artifacts(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
     """Two exported artifacts of 1-epoch tiny models on a synthetic log with string item ids."""
     root = tmp_path_factory.mktemp("serving")
-    log = generate_log(SynthConfig(n_users=200, n_items=120, n_events=4_000, seed=4))
-    log = log.with_columns(("sku-" + log["item_id"].cast(str)).alias("item_id"))
-    config = PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))
-    data = write_prepared(prepare_dataset(log, config), root / "data")
+    data = tiny_runs.prepared(
+        root / "data", n_users=200, n_items=120, n_events=4_000, seed=4, string_ids=True
+    )
     paths = []
     for seed in (0, 1):
-        run = root / f"run{seed}"
-        train(data, run, TrainConfig.build({**TINY, "seed": seed}), progress=False)
-        checkpoint = run / "checkpoints" / "best.ckpt"
+        checkpoint = tiny_runs.trained(data, root / f"run{seed}", **TINY, seed=seed)
         paths.append(export_artifact(checkpoint, data, root / f"artifact{seed}"))
     return Artifacts(data=data, first=paths[0], second=paths[1])
 
