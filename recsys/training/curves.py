@@ -32,11 +32,16 @@ def epoch_metrics(metrics_csvs: list[Path]) -> pl.DataFrame:
     )
 
 
+def validated_epochs(epochs: pl.DataFrame) -> pl.DataFrame:
+    """The epochs that were validated (none when the run stopped before its first validation)."""
+    if VALIDATION_METRIC not in epochs.columns:
+        return epochs.clear()
+    return epochs.filter(pl.col(VALIDATION_METRIC).is_not_null())
+
+
 def best_epoch(epochs: pl.DataFrame) -> dict[str, Any]:
     """The epoch with the highest validation NDCG@10 and all its metrics."""
-    if VALIDATION_METRIC not in epochs.columns:  # stopped before its first validation
-        return {}
-    validated = epochs.filter(pl.col(VALIDATION_METRIC).is_not_null())
+    validated = validated_epochs(epochs)
     if validated.height == 0:
         return {}
     row = validated.sort(VALIDATION_METRIC, descending=True).row(0, named=True)
@@ -49,11 +54,7 @@ def plot_curves(epochs: pl.DataFrame, out: Path, title: str) -> Path:
     if "train/loss_epoch" in epochs.columns:
         loss_axis.plot(epochs["epoch"], epochs["train/loss_epoch"], marker="o", markersize=3)
     loss_axis.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    validated = (
-        epochs.filter(pl.col(VALIDATION_METRIC).is_not_null())
-        if VALIDATION_METRIC in epochs.columns
-        else epochs.clear()
-    )
+    validated = validated_epochs(epochs)
     for name in ("val/ndcg@10", "val/hr@10", "val/ndcg@20", "val/hr@20"):
         if name in validated.columns:
             metric_axis.plot(
