@@ -75,13 +75,9 @@ def _cell(metrics: dict[str, Any], name: str) -> str:
     return f"{value['mean']:.4f} [{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
 
 
-def _selection(config: dict[str, Any]) -> str:
-    if config.get("val_protocol") == "sampled":
-        return f"sampled protocol, {config['val_negatives']} negatives"
-    return "full ranking"
-
-
 def _markdown(report: dict[str, Any]) -> str:
+    from recsys.training import TrainConfig
+
     sampled = report["evaluation"]["sampled"]["scorers"]
     model = sampled["sasrec"]["metrics"]
     summary = report["training"]
@@ -124,7 +120,7 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- wall time {summary['wall_time_s']:.0f} s on this CPU "
         f"({summary['epochs_trained']} epochs, {summary['train_seconds_per_epoch']} s per "
         f"training epoch, device {summary['device']}); best epoch {summary['best_epoch']} "
-        f"by validation NDCG@10 ({_selection(summary['config'])})",
+        f"by validation NDCG@10 ({TrainConfig.build(summary['config']).validation_label()})",
         f"- config (the run's `config.yaml`; from `{CONFIG.relative_to(REPO_ROOT)}`):",
         "",
         "```yaml",

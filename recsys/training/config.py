@@ -107,6 +107,12 @@ class TrainConfig(BaseModel):
             )
         return self
 
+    def validation_label(self) -> str:
+        """How validation ranks, for reports and plots."""
+        if self.val_protocol == "sampled":
+            return f"sampled protocol, {self.val_negatives} negatives"
+        return "full ranking, seen items excluded"
+
     def model_config_for(self, num_items: int) -> SASRecConfig:
         """The backbone config for a catalogue of ``num_items`` items."""
         return SASRecConfig(

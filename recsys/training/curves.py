@@ -48,8 +48,8 @@ def best_epoch(epochs: pl.DataFrame) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
-def plot_curves(epochs: pl.DataFrame, out: Path, title: str) -> Path:
-    """Training loss and validation NDCG@10 / HR@10 per epoch, side by side."""
+def plot_curves(epochs: pl.DataFrame, out: Path, title: str, protocol: str) -> Path:
+    """Training loss and validation NDCG@10 / HR@10 per epoch (under ``protocol``), side by side."""
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4))
     if "train/loss_epoch" in epochs.columns:
         loss_axis.plot(epochs["epoch"], epochs["train/loss_epoch"], marker="o", markersize=3)
@@ -60,9 +60,7 @@ def plot_curves(epochs: pl.DataFrame, out: Path, title: str) -> Path:
             metric_axis.plot(
                 validated["epoch"], validated[name], marker="o", markersize=3, label=name
             )
-    metric_axis.set(
-        xlabel="epoch", ylabel="metric", title="validation (full ranking, seen excluded)"
-    )
+    metric_axis.set(xlabel="epoch", ylabel="metric", title=f"validation ({protocol})")
     metric_axis.legend()
     figure.suptitle(title)
     figure.tight_layout()

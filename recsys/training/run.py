@@ -177,7 +177,8 @@ def _summarise(
 ) -> dict[str, Any]:
     epochs = epoch_metrics(sorted((run_dir / "logs").glob("**/metrics.csv")))
     best = best_epoch(epochs)
-    plot_curves(epochs, run_dir / CURVES_FILE, title=f"SASRec ({config.loss}) — {run_dir.name}")
+    title = f"SASRec ({config.loss}) — {run_dir.name}"
+    plot_curves(epochs, run_dir / CURVES_FILE, title=title, protocol=config.validation_label())
     durations = timer.durations
     best_path = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
     return {
