@@ -49,7 +49,7 @@ def demo(
     best = summary["best_validation"]
     console.print(
         f"best epoch {summary['best_epoch']}: validation NDCG@10 {best['val/ndcg@10']:.4f}, "
-        f"HR@10 {best['val/hr@10']:.4f} (full ranking, seen items excluded); "
+        f"HR@10 {best['val/hr@10']:.4f} ({config.validation_label()}); "
         f"{summary['train_seconds_per_epoch']} s per epoch; curves in "
         f"{workdir / 'run' / 'training_curves.png'}"
     )

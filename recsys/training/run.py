@@ -3,7 +3,7 @@
 Run folder layout::
 
     config.yaml                 the resolved configuration
-    checkpoints/best.ckpt       best validation NDCG@10 (full ranking, seen items excluded)
+    checkpoints/best.ckpt       best validation NDCG@10 (under the config's val_protocol)
     checkpoints/last.ckpt       the latest epoch, for --resume
     logs/metrics.csv            per-step and per-epoch metrics (plus TensorBoard if installed);
                                 a resumed run adds logs/resumed-N/metrics.csv
