@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys.export import Artifact, load_artifact, verify_artifact
+from recsys.export import Artifact, load_artifact, verify_loaded_artifact
 from serving.errors import DeadlineExceeded, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,9 @@ class ModelSnapshot:
 
 def load_snapshot(path: Path) -> ModelSnapshot:
     """Verify an artifact (checksums + smoke inference) and load it; raises ``ArtifactError``."""
-    verify_artifact(path)
-    return ModelSnapshot(load_artifact(path))
+    artifact = load_artifact(path)  # checksums checked here, so verification need not reload
+    verify_loaded_artifact(artifact)
+    return ModelSnapshot(artifact)
 
 
 def _right_aligned(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:

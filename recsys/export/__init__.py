@@ -22,6 +22,7 @@ from recsys.export.exporter import (
     ExportFormat,
     export_artifact,
     verify_artifact,
+    verify_loaded_artifact,
 )
 from recsys.export.module import RecommenderModule
 
@@ -39,4 +40,5 @@ __all__ = [
     "load_artifact",
     "read_manifest",
     "verify_artifact",
+    "verify_loaded_artifact",
 ]

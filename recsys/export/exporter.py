@@ -30,6 +30,7 @@ from recsys.export.artifact import (
     MANIFEST_FILE,
     MODEL_FILE,
     POPULARITY_COL,
+    Artifact,
     load_artifact,
     quiet_jit,
 )
@@ -156,10 +157,18 @@ def verify_artifact(path: Path) -> dict[str, Any]:
     """Re-check an artifact: its files' checksums, then a smoke inference against the answer
     recorded at export time and the invariants every answer must satisfy. Returns a summary."""
     started = time.perf_counter()
-    artifact = load_artifact(Path(path), verify_checksums=True)
+    return verify_loaded_artifact(load_artifact(Path(path), verify_checksums=True), started)
+
+
+def verify_loaded_artifact(artifact: Artifact, started: float | None = None) -> dict[str, Any]:
+    """``verify_artifact`` for an artifact already loaded with its checksums checked, so that a
+    caller who keeps it (the server) loads and hashes the files once. ``started``: the
+    ``perf_counter`` time the summary's ``seconds`` count from (default: now)."""
+    started = time.perf_counter() if started is None else started
+    path = artifact.path
     sample = artifact.manifest.get("smoke")
     if not isinstance(sample, dict):
-        raise ArtifactError(f"{Path(path) / MANIFEST_FILE} records no smoke sample to re-check")
+        raise ArtifactError(f"{path / MANIFEST_FILE} records no smoke sample to re-check")
     smoke = check_smoke_sample(artifact.module, sample)
     check_invariants(artifact.module, artifact.num_items, artifact.max_len)
     return {
