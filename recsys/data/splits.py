@@ -104,7 +104,7 @@ class Sequences:
         """Each user's last event is test, the one before validation, the rest training.
 
         Users with fewer than 3 events keep all of them in training. Index arithmetic on the run
-        ends, the array form of ``assign_split``'s leave-one-out rule.
+        ends; the one leave-one-out rule (``assign_split`` uses it too).
 
         >>> Sequences.of_sorted(np.array([4, 4, 4, 7, 9, 9], dtype=np.int32)).leave_one_out_codes()
         array([0, 1, 2, 0, 0, 0], dtype=uint8)
@@ -132,19 +132,15 @@ def assign_split(frame: pl.DataFrame, config: SplitConfig) -> tuple[pl.DataFrame
     """Add the ``split`` column to a chronologically ordered frame.
 
     Returns the frame and a description of the split (strategy and cut-offs) for ``stats.json``.
-    (``prepare_dataset`` labels leave-one-out with ``Sequences.leave_one_out_codes`` instead.)
+    Rows may come in any order: leave-one-out labels them in (user, position) order with the rule
+    ``prepare_dataset`` uses, ``Sequences.leave_one_out_codes``, and maps the labels back.
     """
     if config.strategy == "leave-one-out":
-        length = pl.len().over(C.USER_IDX)
-        position = pl.col(C.POSITION)
-        split = (
-            pl.when((length >= _LOO_MIN_EVENTS) & (position == length - 1))
-            .then(pl.lit(C.TEST))
-            .when((length >= _LOO_MIN_EVENTS) & (position == length - 2))
-            .then(pl.lit(C.VALIDATION))
-            .otherwise(pl.lit(C.TRAIN))
-        )
-        return frame.with_columns(split.cast(SPLIT_DTYPE).alias(C.SPLIT)), dict(LEAVE_ONE_OUT)
+        order = frame.select(pl.arg_sort_by(C.USER_IDX, C.POSITION)).to_series().to_numpy()
+        users = frame.get_column(C.USER_IDX).to_numpy()[order]
+        codes = np.empty(frame.height, dtype=np.uint8)
+        codes[order] = Sequences.of_sorted(users).leave_one_out_codes()
+        return frame.with_columns(split_column(codes)), dict(LEAVE_ONE_OUT)
     codes, description = temporal_codes(frame.get_column(C.TIMESTAMP), config)
     return frame.with_columns(split_column(codes)), description
 

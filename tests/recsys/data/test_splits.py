@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from recsys.data import PrepareConfig, SplitConfig, prepare_dataset
+from recsys.data import PrepareConfig, SplitConfig, assign_split, prepare_dataset
 from recsys.data import columns as C
 from recsys.errors import ConfigError, DataError
 
@@ -51,6 +51,20 @@ def test_leave_one_out_keeps_short_users_in_training() -> None:
     frame = prepare_dataset(log).interactions
     user_one = frame.filter(pl.col(C.USER_IDX) == 1)
     assert user_one.get_column(C.SPLIT).to_list() == [C.TRAIN, C.TRAIN]
+
+
+def test_assign_split_labels_rows_in_any_order() -> None:
+    # user 1: positions 0..3 (the last two held out); user 2: two events, all training
+    frame = pl.DataFrame(
+        {C.USER_IDX: [2, 1, 1, 2, 1, 1], C.POSITION: [1, 3, 0, 0, 2, 1]},
+        schema={C.USER_IDX: pl.Int32, C.POSITION: pl.Int32},
+    )
+    labelled, description = assign_split(frame, SplitConfig())
+    assert labelled.select(C.USER_IDX, C.POSITION).equals(frame)  # rows stay where they were
+    assert labelled.get_column(C.SPLIT).to_list() == [
+        C.TRAIN, C.TEST, C.TRAIN, C.TRAIN, C.VALIDATION, C.TRAIN,
+    ]  # fmt: skip
+    assert description["strategy"] == "leave-one-out"
 
 
 def test_temporal_split_by_explicit_cutoffs(small_log: pl.DataFrame) -> None:
