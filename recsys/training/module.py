@@ -117,6 +117,11 @@ class SASRecModule(pl.LightningModule):
                 prog_bar=k == 10,
             )
 
+    def _mixed_precision(self) -> bool:
+        """Whether an attached trainer runs bf16/16 mixed precision (False with no trainer)."""
+        trainer = self._trainer
+        return trainer is not None and "mixed" in str(trainer.precision)
+
     def configure_optimizers(self) -> Any:
         config = self.train_config
         decay: list[torch.nn.Parameter] = []
@@ -131,7 +136,10 @@ class SASRecModule(pl.LightningModule):
             ],
             lr=config.learning_rate,
             betas=(0.9, 0.98),
-            fused=True,  # one kernel per step instead of ~10 passes over the item table
+            # Fused: one kernel per step instead of ~10 passes over the item table. Lightning
+            # refuses gradient clipping with a fused optimizer under mixed precision (it assumes
+            # the optimizer unscales gradients itself), so mixed precision uses the foreach path.
+            fused=not self._mixed_precision(),
         )
         if config.scheduler == "none":
             return optimizer

@@ -212,3 +212,15 @@ def test_a_run_shorter_than_the_validation_period_still_validates(
     assert "val/ndcg@10" in summary["best_validation"]
     assert summary["best_checkpoint"] is not None
     assert Path(summary["best_checkpoint"]).is_file()
+
+
+def test_mixed_precision_trains_with_gradient_clipping(
+    synthetic_data: Path, tmp_path: Path
+) -> None:
+    """bf16-mixed (the GPU default) with clipping: Lightning refuses a fused optimizer there."""
+    config = TrainConfig.build(
+        {**FAST, "loss": "bce", "max_epochs": 1, "precision": "bf16-mixed", "gradient_clip": 1.0}
+    )
+    summary = train(synthetic_data, tmp_path / "run", config, progress=False)
+    assert summary["precision"] == "bf16-mixed"
+    assert 0.0 < summary["best_validation"]["val/ndcg@10"] <= 1.0
