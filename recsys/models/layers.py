@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.models.dropout import FastDropout, fast_dropout
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention over a fused QKV projection, using the fused SDPA kernels."""
@@ -40,8 +42,16 @@ class CausalSelfAttention(nn.Module):
         """x: [B, L, H]; attn_mask: [B, 1, L, L] bool, True where a query may attend a key."""
         batch, length, hidden = x.shape
         q, k, v = self._heads(x)
-        dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        if self.training and self.dropout > 0.0 and not x.is_cuda:
+            # The fused kernels draw attention dropout with torch's slow CPU Bernoulli sampler:
+            # the same arithmetic by hand, with fast_dropout's masks.
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # [B, N, L, L]
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+            weights = fast_dropout(torch.softmax(scores, dim=-1), self.dropout, True)
+            y = weights @ v  # [B, N, L, D]
+        else:
+            dropout = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(batch, length, hidden)  # [B, L, H]
         return self.proj(y)
 
@@ -61,7 +71,7 @@ class PointWiseFeedForward(nn.Module):
         super().__init__()
         self.inner = nn.Linear(hidden_size, inner_size)
         self.outer = nn.Linear(inner_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outer(self.dropout(F.relu(self.inner(x))))
@@ -79,7 +89,7 @@ class TransformerBlock(nn.Module):
         self.feed_forward = PointWiseFeedForward(hidden_size, inner_size, dropout)
         self.attention_norm = nn.LayerNorm(hidden_size, eps=1e-8)
         self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=1e-8)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """x: [B, L, H] -> [B, L, H]."""

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from recsys.models.config import SASRecConfig
+from recsys.models.dropout import FastDropout
 from recsys.models.layers import TransformerBlock, attention_mask
 
 
@@ -34,7 +35,7 @@ class SASRec(nn.Module):
         self.hidden_size = config.hidden_size
         self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)
-        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.embedding_dropout = FastDropout(config.dropout)
         self.blocks = nn.ModuleList(
             [
                 TransformerBlock(
