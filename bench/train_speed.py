@@ -95,6 +95,8 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
         device = str(trainer.strategy.root_device)
     else:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        # The same arithmetic as the Lightning path: bf16 autocast where it resolves bf16-mixed.
+        bf16 = resolve_precision(config) == "bf16-mixed"
         module = module.to(device)
         optimizer = module.configure_optimizers()
         loader = data.train_dataloader()
@@ -103,7 +105,8 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
             started = time.perf_counter()
             for inputs, targets in loader:
                 batch = (inputs.to(device), targets.to(device))
-                loss_value: torch.Tensor = module.training_step(batch, 0)
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                    loss_value: torch.Tensor = module.training_step(batch, 0)
                 optimizer.zero_grad(set_to_none=True)
                 loss_value.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(module.parameters(), config.gradient_clip or 1e9)
@@ -115,6 +118,8 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
         "path": path,
         "loss": loss,
         "device": device,
+        "precision": resolve_precision(config),
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "epoch_seconds": [round(d, 3) for d in durations],
         "seconds_per_epoch": round(statistics.median(durations[1:] or durations), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -149,7 +154,7 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
         f"{loss}: Lightning overhead < 10%": v["lightning_overhead"] < TARGET_OVERHEAD
         for loss, v in per_loss.items()
     }
-    if "bce" in per_loss and not args.quick:
+    if "bce" in per_loss and not args.quick and rows[0]["device"] == "cpu":  # a CPU target
         checks["bce: <= 7 s per epoch"] = (
             per_loss["bce"]["lightning_seconds_per_epoch"] <= TARGET_SECONDS_PER_EPOCH
         )
@@ -161,6 +166,8 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, A
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "device": rows[0]["device"],
+            "device_name": rows[0]["device_name"],
+            "precision": rows[0]["precision"],
         },
         "reference_seconds_per_epoch_bce": REFERENCE_SECONDS_PER_EPOCH,
         "per_loss": per_loss,
@@ -182,7 +189,8 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
     lines = [
         "# Training speed: seconds per epoch",
         "",
-        f"Data: {report['data']}; device: {report['machine']['device']}; setting: "
+        f"Data: {report['data']}; device: {report['machine']['device']} "
+        f"({report['machine']['device_name']}, {report['machine']['precision']}); setting: "
         "max_len 50, hidden 50, 2 blocks, 1 head, batch 128, dropout 0.5 (sampled_softmax: "
         "3000 negatives). Median of the epochs after the first; validation excluded.",
         "",
@@ -201,6 +209,14 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
     lines += [
         f"| {name} | {'pass' if ok else '**miss**'} |" for name, ok in report["checks"].items()
     ]
+    if report["machine"]["device"] != "cpu":
+        lines += [
+            "",
+            "On a GPU a training step of this small model takes ~10 ms and is bound by kernel "
+            "launches and host-device synchronisation, not arithmetic: Lightning's fixed cost "
+            "per step (hooks, logging, the progress bar reading the loss) is a large share of "
+            "it. The 10% overhead target is the CPU run's (`train_speed.md`).",
+        ]
     lines += [
         "",
         f"Machine: {report['machine']['platform']}. Run {report['created_at']}.",
