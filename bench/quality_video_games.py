@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/quality_video_games.py            # prepare, train (15 min), evaluate
     .venv/bin/python bench/quality_video_games.py --run DIR  # evaluate an existing run
+    .venv/bin/python bench/quality_video_games.py --config pipelines/configs/video_games_ce.yaml \
+        --name quality_video_games_ce                         # full softmax (best on a GPU)
 
 Prepares ``../shared/datasets/video_games.txt`` (leave-one-out, no filtering), trains with
 ``pipelines/configs/video_games.yaml`` (the paper's model setting, a 15-minute CPU budget),
@@ -9,7 +11,8 @@ then evaluates the best checkpoint on the test split under both protocols — ``
 paper's: 100 uniform negatives the user never interacted with) and ``full`` (every item, history
 excluded) — beside the most-popular and Markov baselines, with 95% bootstrap intervals.
 
-Writes ``quality_video_games.json``, ``.md`` and ``_curves.png`` to ``--results``. The bar
+Writes ``<name>.json``, ``.md`` and ``_curves.png`` to ``--results`` (name: ``--name``, by default
+``quality_video_games``). The bar
 (ANCHORS.md): sampled HR@10 >= 0.7410 and NDCG@10 >= 0.5360 (Kang & McAuley 2018, Table III).
 """
 
@@ -24,7 +27,7 @@ from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 VIDEO_GAMES: Final = REPO_ROOT.parent / "shared" / "datasets" / "video_games.txt"
-CONFIG: Final = REPO_ROOT / "pipelines" / "configs" / "video_games.yaml"
+DEFAULT_CONFIG: Final = REPO_ROOT / "pipelines" / "configs" / "video_games.yaml"
 PAPER: Final = {"hr@10": 0.7410, "ndcg@10": 0.5360}
 PROTOCOLS: Final = ("sampled", "full")
 
@@ -117,26 +120,25 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        f"- wall time {summary['wall_time_s']:.0f} s on this CPU "
+        f"- wall time {summary['wall_time_s']:.0f} s on {report['machine']} "
         f"({summary['epochs_trained']} epochs, {summary['train_seconds_per_epoch']} s per "
         f"training epoch, device {summary['device']}); best epoch {summary['best_epoch']} "
         f"by validation NDCG@10 ({TrainConfig.build(summary['config']).validation_label()})",
-        f"- config (the run's `config.yaml`; from `{CONFIG.relative_to(REPO_ROOT)}`):",
+        f"- config (the run's `config.yaml`; from `{report['config_file']}`):",
         "",
         "```yaml",
         report["training"]["config_yaml"].strip(),
         "```",
         "",
-        "Curves: `quality_video_games_curves.png`.",
+        f"Curves: `{report['name']}_curves.png`.",
         "",
         "Reproduce (prepare + train + evaluate):",
         "",
         "```",
-        ".venv/bin/python bench/quality_video_games.py",
+        f".venv/bin/python bench/quality_video_games.py {report['arguments']}".rstrip(),
         "# the same by hand:",
         "recsys prepare --input ../shared/datasets/video_games.txt --out runs/video_games",
-        "recsys train --data runs/video_games --out runs/vg --config "
-        "pipelines/configs/video_games.yaml",
+        f"recsys train --data runs/video_games --out runs/vg --config {report['config_file']}",
         "recsys evaluate --data runs/video_games --checkpoint runs/vg/checkpoints/best.ckpt "
         "--compare-baselines --protocol sampled --k 10,20 --out runs/vg-sampled",
         "```",
@@ -146,11 +148,40 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown_path(path: Path) -> str:
+    """The path relative to the repository when it is inside it (as a user would type it)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _arguments(args: argparse.Namespace) -> str:
+    """The flags that reproduce this report (none for the default benchmark)."""
+    parts = []
+    if args.config.resolve() != DEFAULT_CONFIG:
+        parts.append(f"--config {_shown_path(args.config)}")
+    if args.name != "quality_video_games":
+        parts.append(f"--name {args.name}")
+    return " ".join(parts)
+
+
+def _machine(device: str) -> str:
+    """Where training ran, in words: the GPU's name, or the CPU's core count."""
+    import os
+
+    import torch
+
+    if device.startswith("cuda"):
+        return f"a {torch.cuda.get_device_name()} GPU"
+    return f"this CPU ({os.cpu_count()} cores)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="evaluate this existing run folder")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "bench" / ".work")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="experiment YAML")
+    parser.add_argument("--name", default="quality_video_games", help="results file stem")
     args = parser.parse_args()
     if not VIDEO_GAMES.is_file():
         print(f"skipped: {VIDEO_GAMES} not found (../shared/datasets is absent)", file=sys.stderr)
@@ -164,13 +195,17 @@ def main() -> None:
     data = _prepare(args.workdir)
     run = args.run
     if run is None:
-        run = args.workdir / "runs" / "video_games"
-        train(data, run, TrainConfig.from_yaml(CONFIG), overwrite=True)
+        run = args.workdir / "runs" / args.name
+        train(data, run, TrainConfig.from_yaml(args.config), overwrite=True)
     summary = json.loads((run / "summary.json").read_text())
     evaluation = _evaluate(data, run / "checkpoints" / "best.ckpt")
     model = evaluation["sampled"]["scorers"]["sasrec"]["metrics"]
     report = {
         "created_at": datetime.now(UTC).isoformat(),
+        "name": args.name,
+        "config_file": _shown_path(args.config),
+        "arguments": _arguments(args),
+        "machine": _machine(summary["device"]),
         "paper": PAPER,
         "checks": {name: model[name]["mean"] >= bar for name, bar in PAPER.items()},
         "training": {k: v for k, v in summary.items() if k != "config"}
@@ -178,10 +213,10 @@ def main() -> None:
         "evaluation": evaluation,
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    write_json(args.results / "quality_video_games.json", report)
-    atomic_write_text(args.results / "quality_video_games.md", _markdown(report))
-    shutil.copyfile(run / "training_curves.png", args.results / "quality_video_games_curves.png")
-    print((args.results / "quality_video_games.md").read_text())
+    write_json(args.results / f"{args.name}.json", report)
+    atomic_write_text(args.results / f"{args.name}.md", _markdown(report))
+    shutil.copyfile(run / "training_curves.png", args.results / f"{args.name}_curves.png")
+    print((args.results / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":
