@@ -56,6 +56,14 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y)
 
     @torch.jit.export
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` for the last position's query only: [B, L, H] -> [B, 1, H] (eval)."""
+        batch, length, hidden = x.shape
+        q, k, v = self._heads(x)
+        y = F.scaled_dot_product_attention(q[:, :, -1:, :], k, v, attn_mask=attn_mask[:, :, -1:, :])
+        return self.proj(y.transpose(1, 2).reshape(batch, 1, hidden))
+
+    @torch.jit.export
     def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """Attention weights of the last position over all positions: [B, N, L]."""
         q, k, _ = self._heads(x)
@@ -98,6 +106,22 @@ class TransformerBlock(nn.Module):
             return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
         x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+
+    @torch.jit.export
+    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """The block's output at the last position only: [B, L, H] -> [B, 1, H].
+
+        Keys and values still come from every position; the query, the residuals and the
+        feed-forward are computed for the newest one only (what next-item scoring reads).
+        """
+        last = x[:, -1:, :]  # [B, 1, H]
+        if self.norm_first:
+            last = last + self.dropout(
+                self.attention.forward_last(self.attention_norm(x), attn_mask)
+            )
+            return last + self.dropout(self.feed_forward(self.feed_forward_norm(last)))
+        last = self.attention_norm(last + self.dropout(self.attention.forward_last(x, attn_mask)))
+        return self.feed_forward_norm(last + self.dropout(self.feed_forward(last)))
 
     @torch.jit.export
     def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:

@@ -98,9 +98,27 @@ class SASRec(nn.Module):
         return scores
 
     @torch.jit.export
+    def last_hidden(self, items: torch.Tensor) -> torch.Tensor:
+        """The hidden state of the newest position only: [B, L] -> [B, H].
+
+        Equal to ``forward(items)[:, -1]``, but the last block computes only that position's
+        query, residuals and feed-forward (the other positions are read as keys and values).
+        """
+        mask = attention_mask(items)  # [B, 1, L, L]
+        x = self._embed(items)
+        n_blocks = len(self.blocks)
+        for index, block in enumerate(self.blocks):
+            if index == n_blocks - 1:
+                # TorchScript knows each block's type; mypy only sees an nn.Module.
+                x = block.forward_last(x, mask)  # type: ignore[operator]
+            else:
+                x = block(x, mask)
+        return self.final_norm(x)[:, -1, :]
+
+    @torch.jit.export
     def score_next(self, items: torch.Tensor) -> torch.Tensor:
         """Scores of every item as the next one after each sequence: [B, L] -> [B, V + 1]."""
-        return self.item_scores(self.forward(items)[:, -1, :])
+        return self.item_scores(self.last_hidden(items))
 
     @torch.jit.export
     def last_attention(self, items: torch.Tensor) -> torch.Tensor:

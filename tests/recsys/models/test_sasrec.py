@@ -38,6 +38,21 @@ def test_batch_rows_are_independent(model: SASRec) -> None:
     assert torch.allclose(model(batch)[1:], model(batch[1:]), atol=1e-6)
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_newest_position_alone_equals_the_full_forward(norm_first: bool) -> None:
+    """Scoring computes only the newest position in the last block: the same hidden state."""
+    torch.manual_seed(1)
+    config = SASRecConfig(
+        num_items=30, max_len=8, hidden_size=16, n_heads=2, n_blocks=3, norm_first=norm_first
+    )
+    model = SASRec(config).eval()
+    items = torch.tensor([[0, 0, 0, 4, 8, 15, 16, 23], [1, 2, 3, 4, 5, 6, 7, 8], [0] * 7 + [9]])
+    with torch.no_grad():
+        full = model(items)[:, -1, :]
+        assert torch.allclose(model.last_hidden(items), full, atol=1e-5)
+        assert torch.allclose(model.score_next(items), model.item_scores(full), atol=1e-4)
+
+
 def test_scores_never_recommend_padding(model: SASRec) -> None:
     scores = model.score_next(torch.tensor([[1, 2, 3]]))
     assert scores.shape == (1, 31)
