@@ -14,6 +14,7 @@ Run folder layout::
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,13 @@ def resolve_precision(config: TrainConfig) -> str:
     return "32-true"
 
 
+def is_worker_process() -> bool:
+    """Whether this is a data-parallel worker other than rank 0 (a DDP launcher's child, or a
+    torchrun process of rank > 0): such a process re-runs the command but must not touch the run
+    folder that rank 0 has already checked (and, with --overwrite, cleared and started)."""
+    return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("LOCAL_RANK", "RANK"))
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None:
     """Check the run folder against the flags; return the checkpoint to resume from, if any."""
     last = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -59,6 +67,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
         if not last.is_file():
             raise ConfigError(f"--resume: no checkpoint to resume from at {last}")
         return last
+    if is_worker_process():
+        return None
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise OutputExistsError(
