@@ -137,7 +137,7 @@ def _report(names: list[str], workdir: Path, results: Path) -> None:
 
     from recsys.io import atomic_write_text, write_json
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in names:
         path = workdir / name / RESULT_FILE
         rows.append(json.loads(path.read_text()) if path.is_file() else {"name": name})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch._jit_internal import is_scripting  # torch.jit re-exports it, untyped
 
 
 def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -25,7 +26,7 @@ def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     levels = 256  # a mask element compares one random byte
     keep_below = int(round((1.0 - p) * levels))  # keep where the byte < keep_below
-    if torch.jit.is_scripting() or x.is_cuda or keep_below <= 0 or keep_below >= levels:
+    if is_scripting() or x.is_cuda or keep_below <= 0 or keep_below >= levels:
         # A GPU's own dropout is fast; so is a rate the bytes cannot express. A scripted model
         # only serves (no dropout), so it keeps torch's.
         return F.dropout(x, p, True)
@@ -42,6 +43,7 @@ def _byte_mask_dropout(x: Tensor, keep_below: int, levels: int) -> Tensor:
     uniform_bytes = words.view(torch.uint8).view(-1, 8)[:, :bytes_per_word]  # little-endian
     keep = (uniform_bytes < keep_below).reshape(-1)[:count].view(x.shape)
     return x * keep.to(x.dtype) * (levels / keep_below)
+
 
 class FastDropout(nn.Module):
     """``nn.Dropout`` with ``fast_dropout``'s CPU masks (no parameters: checkpoints unchanged)."""
