@@ -55,6 +55,8 @@ class SASRecModule(pl.LightningModule):
             sampling_probs = (probs / probs.sum()).float()
         self.register_buffer("sampling_probs", sampling_probs, persistent=False)
         self.mean_targets_per_batch = mean_targets_per_batch
+        self._epoch_loss_sum = torch.zeros(())  # [], target-weighted; reset every epoch
+        self._epoch_targets = 0
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         return self.model(items)
@@ -76,14 +78,41 @@ class SASRecModule(pl.LightningModule):
             loss = sampled_softmax_loss(hidden, targets, embedding, config.num_negatives, probs)
         else:
             loss = full_softmax_loss(hidden, targets, embedding)
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets)
-        )
+        self._record_train_loss(loss.detach(), len(targets))
         if config.loss_weighting == "target":
             # Length-bucketed batches differ ~16x in their number of targets; scaling the batch
             # mean by it gives every target the same weight, as randomly drawn batches would.
             return loss * (len(targets) / self.mean_targets_per_batch)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss_sum = torch.zeros((), device=self.device)
+        self._epoch_targets = 0
+
+    def _record_train_loss(self, loss: torch.Tensor, targets: int) -> None:
+        """Accumulate the epoch's target-weighted mean loss; log the step loss when the logger
+        writes (every ``log_every_n_steps``).
+
+        Why not ``self.log(on_step=True, on_epoch=True)`` every step: each ``self.log`` call costs
+        ~1 ms of Lightning bookkeeping on a CPU (it re-applies ``.to(device)`` over the metric's
+        state), which was 14% of a BCE epoch on the paper setting.
+        """
+        trainer = self._trainer
+        if trainer is None:  # a plain loop (bench/train_speed.py) drives training_step itself
+            return
+        self._epoch_loss_sum += loss * targets
+        self._epoch_targets += targets
+        every = max(int(getattr(trainer, "log_every_n_steps", 1) or 1), 1)  # set by the Trainer
+        if (self.global_step + 1) % every == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        totals = torch.stack(
+            [self._epoch_loss_sum, torch.tensor(float(self._epoch_targets), device=self.device)]
+        )
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")  # every rank's targets
+        if float(totals[1]) > 0:
+            self.log("train/loss_epoch", totals[0] / totals[1], on_epoch=True, prog_bar=True)
 
     def validation_step(
         self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int

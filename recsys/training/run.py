@@ -29,7 +29,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from recsys.data import load_prepared
 from recsys.errors import ConfigError, OutputExistsError
 from recsys.io import atomic_write_text, write_json
-from recsys.training.callbacks import EpochTimer
+from recsys.training.callbacks import EpochTimer, progress_bar
 from recsys.training.config import TrainConfig
 from recsys.training.curves import best_epoch, epoch_metrics, plot_curves
 from recsys.training.datamodule import SequenceDataModule
@@ -143,7 +143,8 @@ def train(
         # A run shorter than the validation period still validates (and keeps) its last epoch.
         check_val_every_n_epoch=min(config.check_val_every_n_epoch, config.max_epochs),
         # The timer goes first: time spent saving checkpoints is not training time.
-        callbacks=[timer, best_checkpoint, last_checkpoint, stopper],
+        callbacks=[timer, best_checkpoint, last_checkpoint, stopper]
+        + ([progress_bar()] if progress else []),
         logger=_loggers(run_dir, resuming=resume_from is not None),
         log_every_n_steps=10,
         num_sanity_val_steps=0,

@@ -98,6 +98,8 @@ def test_run_writes_everything_and_resumes(synthetic_data: Path, tmp_path: Path,
     assert torch.load(run_dir / "checkpoints/best.ckpt", weights_only=False)["epoch"] == 1
     epochs = epoch_metrics(sorted((run_dir / "logs").glob("**/metrics.csv")))
     assert epochs.get_column("epoch").to_list() == [0, 1, 2]  # nothing lost by resuming
+    losses = epochs.get_column("train/loss_epoch").to_list()
+    assert all(loss is not None and 0 < loss < 100 for loss in losses), losses  # every epoch's
 
 
 def test_resume_without_a_checkpoint_is_explained(synthetic_data: Path, tmp_path: Path) -> None:
