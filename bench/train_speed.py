@@ -64,7 +64,7 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
     import torch
 
     from recsys.training import SASRecModule, SequenceDataModule, TrainConfig, resolve_precision
-    from recsys.training.callbacks import EpochTimer
+    from recsys.training.callbacks import EpochTimer, progress_bar
 
     torch.set_flush_denormal(True)
     dataset = _load_dataset(quick)
@@ -83,7 +83,7 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
             max_epochs=epochs,
             limit_val_batches=0,
             gradient_clip_val=config.gradient_clip,
-            callbacks=[timer],
+            callbacks=[timer, progress_bar()],  # as `recsys train` shows it
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
