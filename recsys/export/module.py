@@ -11,22 +11,36 @@ Shape letters: B batch, L given history length (any), L' = min(L, max_len), E ex
 row, A allowed items per row, K list length, N heads, V catalogue size (indices 1..V; 0 = padding).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: TorchScript reads the class-level buffer annotation
+# below as a live type, and cannot resolve it from a string.
 import torch
 from torch import Tensor, nn
 
+from recsys.export.topk import BLOCK, blocked_topk, padded_width
 from recsys.models import SASRec
 
 
 class RecommenderModule(nn.Module):
     """Top-k recommendations, explanations and raw scores from a SASRec backbone."""
 
+    item_table: Tensor
+
     def __init__(self, backbone: SASRec) -> None:
         super().__init__()
         self.backbone = backbone.eval()
         self.max_len = int(backbone.config.max_len)
         self.num_items = int(backbone.config.num_items)
+        self.topk_block = BLOCK
+        # The item table transposed ([H, C], C = V + 1 padded to the top-k block size, the extra
+        # columns zero), a copy of the embedding (the artifact grows by H x C floats): scoring
+        # multiplies by a contiguous matrix, which at the small batches of online serving is
+        # faster on a CPU than the embedding's transposed view (B = 1, 24k items: 0.25 vs 0.42 ms
+        # with cold caches on a 2-core EPYC, 25-40% on a Xeon), and the padding lets
+        # ``blocked_topk`` split rows into blocks.
+        weight = backbone.item_embedding.weight.detach()  # [V + 1, H]
+        table = torch.zeros(weight.size(1), padded_width(weight.size(0)), dtype=weight.dtype)
+        table[:, : weight.size(0)] = weight.t()
+        self.register_buffer("item_table", table)
 
     def forward(
         self,
@@ -55,9 +69,9 @@ class RecommenderModule(nn.Module):
             raise RuntimeError(f"k must be >= 1, got {k}")
         k = min(k, self.num_items)
         with torch.no_grad():
-            # score_next returns a fresh tensor, so the in-place exclusions below touch no
-            # state of the model; column 0 (padding) is already -inf.
-            scores = self.backbone.score_next(self._window(items)).float()  # [B, V + 1]
+            # A fresh tensor, so the in-place exclusions below touch no state of the model;
+            # column 0 (padding) and the block padding are already -inf.
+            scores = self._padded_scores(self._window(items))  # [B, C]
             scores.scatter_(1, exclude, float("-inf"))
             if exclude_history:
                 scores.scatter_(1, items, float("-inf"))
@@ -71,7 +85,9 @@ class RecommenderModule(nn.Module):
                 allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, V + 1]
                 allowed.scatter_(1, allow, True)
                 scores.masked_fill_(~allowed, float("-inf"))
-            top_scores, top_indices = torch.topk(scores, k, dim=1)  # [B, K] each, best first
+            top_scores, top_indices = blocked_topk(
+                scores, k, self.topk_block
+            )  # [B, K] each, best first
             top_indices = top_indices.masked_fill(top_scores == float("-inf"), 0)
         return top_indices, top_scores
 
@@ -94,8 +110,17 @@ class RecommenderModule(nn.Module):
     @torch.jit.export
     def scores(self, items: Tensor) -> Tensor:
         """Scores of every item as the next one: [B, L] -> float32 [B, V + 1], column 0 -inf."""
+        window = self._window(self._checked("items", items))
         with torch.no_grad():
-            return self.backbone.score_next(self._window(self._checked("items", items))).float()
+            return self._padded_scores(window)[:, : self.num_items + 1].contiguous()
+
+    def _padded_scores(self, window: Tensor) -> Tensor:
+        """[B, L'] -> float32 [B, C]: every item's score as the next one, -inf for padding."""
+        hidden = self.backbone.last_hidden(window)  # [B, H]
+        scores = torch.mm(hidden.to(self.item_table.dtype), self.item_table).float()
+        scores[:, 0] = float("-inf")
+        scores[:, self.num_items + 1 :] = float("-inf")
+        return scores
 
     def _checked(self, name: str, values: Tensor) -> Tensor:
         """A 2-D integer tensor of indices in 0..V, as int64; anything else raises."""
@@ -107,8 +132,9 @@ class RecommenderModule(nn.Module):
             raise RuntimeError(f"{name} must hold integer item indices (int64), not float or bool")
         values = values.to(torch.int64)
         if values.numel() > 0:
-            low = int(values.min())
-            high = int(values.max())
+            bounds = torch.aminmax(values)
+            low = int(bounds[0])
+            high = int(bounds[1])
             if low < 0 or high > self.num_items:
                 bad = low if low < 0 else high
                 raise RuntimeError(
