@@ -6,8 +6,11 @@ of a cached answer costs. This connection is one socket driven by an ``asyncio.P
 command is written at once (no wait for a batch: grpc.aio hands each call its own event-loop turn,
 so a deferred flush costs a turn per request and batches nothing; under load the transport's
 buffer coalesces writes by itself), and replies are parsed by hiredis's C parser in the data
-callback and handed to their callers in order, with no reader task in between. Everything else
-(writes, transactions, health probes, bulk loads) uses redis-py.
+callback and handed to their callers in order, with no reader task in between. Cache fills are
+the exception: they are buffered and flushed once per event-loop turn, because the answers of one
+model batch all resume in the same turn, so their fills leave in one ``send`` instead of one
+system call each (a quarter of the event loop's time on cache misses). Everything else (writes,
+transactions, health probes, bulk loads) uses redis-py.
 
 Supports ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs=none``/``ssl_ca_certs=`` honoured) and
 ``unix://`` URLs with a username/password and a database number, as redis-py parses them.
@@ -39,6 +42,8 @@ class _RespProtocol(asyncio.Protocol):
         self.parser = hiredis.Reader()
         self.waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.closed = False
+        self.unsent: list[bytes] = []
+        """Packed commands not yet written, in the order of ``waiting``'s tail."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -63,22 +68,39 @@ class _RespProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(exc or ConnectionResetError("Redis closed the connection"))
 
-    def write(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Send one command; the future gets its reply."""
+    def write(self, args: tuple[Any, ...], defer: bool = False) -> asyncio.Future[Any]:
+        """Send one command; the future gets its reply.
+
+        ``defer``: write it at the end of this event-loop turn, with the other deferred commands
+        of the turn. A command sent at once first flushes the deferred ones, so the wire order is
+        always the order of ``waiting``.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self.closed or self.transport is None:
             future.set_exception(FeatureStoreUnreachable("feature store connection closed"))
             return future
         self.waiting.append((loop.time(), future))
-        self.transport.write(hiredis.pack_command(args))
+        if not self.unsent and defer:
+            loop.call_soon(self.flush)
+        self.unsent.append(hiredis.pack_command(args))
+        if not defer:
+            self.flush()
         return future
+
+    def flush(self) -> None:
+        """Write every buffered command in one call."""
+        if not self.unsent or self.closed or self.transport is None:
+            return
+        unsent, self.unsent = self.unsent, []
+        self.transport.write(unsent[0] if len(unsent) == 1 else b"".join(unsent))
 
     def fail(self, err: BaseException) -> None:
         """Close the socket; every waiting caller gets ``FeatureStoreUnreachable``."""
         if self.closed:
             return
         self.closed = True
+        self.unsent.clear()
         failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
         while self.waiting:
             _, future = self.waiting.popleft()
@@ -114,7 +136,8 @@ class RespConnection:
         return await protocol.write(args)
 
     def send(self, *args: Any) -> None:
-        """Issue a command without waiting for its reply (a cache fill).
+        """Issue a command without waiting for its reply (a cache fill), written with the other
+        fills of this event-loop turn.
 
         Later commands on this connection see its effect (Redis runs one connection's commands in
         order); its reply, or failure, is read and dropped.
@@ -123,7 +146,7 @@ class RespConnection:
         if protocol is None or protocol.closed:
             pending: asyncio.Future[Any] = asyncio.ensure_future(self.execute(*args))
         else:
-            pending = protocol.write(args)
+            pending = protocol.write(args, defer=True)
         pending.add_done_callback(_drop_outcome)
 
     async def _connect(self) -> _RespProtocol:

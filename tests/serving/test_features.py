@@ -97,6 +97,45 @@ def test_concurrent_reads_each_get_their_own_reply(redis_url: str, namespace: st
     _with_store(redis_url, namespace, body)
 
 
+def test_fills_of_one_turn_leave_in_one_write_and_stay_ordered_with_reads(
+    redis_url: str, namespace: str
+) -> None:
+    """Answers of one model batch resume in the same turn: their cache fills are one socket write,
+    and a read issued in that turn after them still sees every fill (the wire keeps call order)."""
+
+    async def body(store: FeatureStore) -> None:
+        keys = [store.keys.result_prefix(f"user-{n}", "m", "o") + "1" for n in range(10)]
+        assert await store.get_cached(keys[0]) is None  # connected
+        protocol = store._hot._protocol
+        assert protocol is not None and protocol.transport is not None
+        transport = protocol.transport
+        writes: list[bytes] = []
+        real_write = transport.write
+
+        def counting_write(data: bytes | bytearray | memoryview) -> None:
+            writes.append(bytes(data))
+            real_write(data)
+
+        transport.write = counting_write  # type: ignore[method-assign]
+        batch_done = asyncio.Event()
+
+        async def answer(key: str) -> None:
+            await batch_done.wait()
+            store.put_cached(key, key.encode(), ttl_s=30)
+
+        tasks = [asyncio.create_task(answer(key)) for key in keys]
+        await asyncio.sleep(0)  # every task now waits on the event
+        batch_done.set()
+        await asyncio.gather(*tasks)
+        assert len(writes) == 1 and writes[0].count(b"SET") == len(keys)
+        # A read right after fills of the same turn: flushed behind them, so it sees them.
+        store.put_cached(keys[0], b"newer", ttl_s=30)
+        assert await store.get_cached(keys[0]) == b"newer"
+        assert [await store.get_cached(key) for key in keys[1:]] == [k.encode() for k in keys[1:]]
+
+    _with_store(redis_url, namespace, body)
+
+
 def test_password_and_database_from_the_url_are_used() -> None:
     """The hot-path connection authenticates and selects the URL's database, as redis-py does."""
     port = free_port()
