@@ -11,8 +11,10 @@ Shape letters: B batch, L given history length (any), L' = min(L, max_len), E ex
 row, A allowed items per row, K list length, N heads, V catalogue size (indices 1..V; 0 = padding).
 """
 
-# No ``from __future__ import annotations``: TorchScript reads the class-level buffer annotation
-# below as a live type, and cannot resolve it from a string.
+from __future__ import annotations
+
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -23,24 +25,12 @@ from recsys.models import SASRec
 class RecommenderModule(nn.Module):
     """Top-k recommendations, explanations and raw scores from a SASRec backbone."""
 
-    item_table: Tensor
-
     def __init__(self, backbone: SASRec) -> None:
         super().__init__()
-        self.backbone = backbone.eval()
+        self.backbone = _with_padded_catalogue(backbone)
         self.max_len = int(backbone.config.max_len)
         self.num_items = int(backbone.config.num_items)
         self.topk_block = BLOCK
-        # The item table transposed ([H, C], C = V + 1 padded to the top-k block size, the extra
-        # columns zero), a copy of the embedding (the artifact grows by H x C floats): scoring
-        # multiplies by a contiguous matrix, which at the small batches of online serving is
-        # faster on a CPU than the embedding's transposed view (B = 1, 24k items: 0.25 vs 0.42 ms
-        # with cold caches on a 2-core EPYC, 25-40% on a Xeon), and the padding lets
-        # ``blocked_topk`` split rows into blocks.
-        weight = backbone.item_embedding.weight.detach()  # [V + 1, H]
-        table = torch.zeros(weight.size(1), padded_width(weight.size(0)), dtype=weight.dtype)
-        table[:, : weight.size(0)] = weight.t()
-        self.register_buffer("item_table", table)
 
     def forward(
         self,
@@ -82,7 +72,7 @@ class RecommenderModule(nn.Module):
                         f"allow must have one row per items row: got {allow.size(0)} rows for "
                         f"{batch}"
                     )
-                allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, V + 1]
+                allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, C]
                 allowed.scatter_(1, allow, True)
                 scores.masked_fill_(~allowed, float("-inf"))
             top_scores, top_indices = blocked_topk(
@@ -116,9 +106,7 @@ class RecommenderModule(nn.Module):
 
     def _padded_scores(self, window: Tensor) -> Tensor:
         """[B, L'] -> float32 [B, C]: every item's score as the next one, -inf for padding."""
-        hidden = self.backbone.last_hidden(window)  # [B, H]
-        scores = torch.mm(hidden.to(self.item_table.dtype), self.item_table).float()
-        scores[:, 0] = float("-inf")
+        scores = self.backbone.score_next(window).float()  # [B, C], column 0 already -inf
         scores[:, self.num_items + 1 :] = float("-inf")
         return scores
 
@@ -149,3 +137,18 @@ class RecommenderModule(nn.Module):
         if items.size(1) > self.max_len:
             return items[:, -self.max_len :]
         return items
+
+
+def _with_padded_catalogue(backbone: SASRec) -> SASRec:
+    """A copy of ``backbone`` (the caller's model is left as it is) whose item embedding has zero
+    rows appended up to a multiple of the top-k block size, so that scores come out [B, C] ready
+    for ``blocked_topk`` with no copy. The extra rows are never looked up (``_checked`` bounds
+    every index by V) and their scores are set to -inf; the embedding is not duplicated."""
+    padded = copy.deepcopy(backbone).eval()
+    weight = padded.item_embedding.weight.detach()  # [V + 1, H]
+    rows = padded_width(weight.size(0))
+    table = torch.zeros(rows, weight.size(1), dtype=weight.dtype, device=weight.device)
+    table[: weight.size(0)] = weight
+    padded.item_embedding.weight = nn.Parameter(table, requires_grad=False)
+    padded.item_embedding.num_embeddings = rows
+    return padded

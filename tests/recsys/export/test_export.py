@@ -202,7 +202,7 @@ class _Skewed(RecommenderModule):
     @torch.jit.export
     def scores(self, items: torch.Tensor) -> torch.Tensor:
         window = self._window(self._checked("items", items))
-        return self.backbone.score_next(window) * 1.001
+        return self._padded_scores(window)[:, : self.num_items + 1] * 1.001
 
 
 def test_a_disagreeing_module_never_appears_at_out(
