@@ -26,6 +26,28 @@ import redis.asyncio as aioredis
 from recsys.errors import ConfigError
 
 _START_TIMEOUT_S = 10.0
+_START_ATTEMPTS = 2
+
+
+class _KilledAtStart(ConfigError):
+    """The embedded redis-server died by a signal before it answered."""
+
+
+def _describe_exit(status: int) -> str:
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-status).name}"
+    return f"status {status}"
+
+
+def _log_tail(log: Path, lines: int = 5) -> str:
+    """``": <last lines of the log>"``, or a note that there is none, for an error message."""
+    try:
+        text = log.read_text(errors="replace").strip()
+    except OSError:
+        return f"; it wrote no log ({log})"
+    tail = " | ".join(text.splitlines()[-lines:]) if text else "(empty)"
+    return f"; log {log}: {tail}"
 
 
 def redis_server_binary() -> str:
@@ -104,15 +126,25 @@ class EmbeddedRedis:
             str(self._dir / "redis.log"),
             *self.extra_args,
         ]
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
-        )
-        self._wait_until_ready()
-        return self
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+            )
+            try:
+                self._wait_until_ready()
+            except _KilledAtStart:
+                # Killed by a signal before it even wrote its log (seen once in CI as SIGABRT):
+                # not a configuration problem, so one more try; an exit status (a port in use,
+                # a bad option) fails at once below.
+                if attempt == _START_ATTEMPTS:
+                    raise
+                continue
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_until_ready(self) -> None:
         client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -120,9 +152,11 @@ class EmbeddedRedis:
         try:
             while True:
                 if self._process is not None and self._process.poll() is not None:
-                    raise ConfigError(
-                        f"the embedded redis-server exited at start (status "
-                        f"{self._process.returncode}); log: {self._dir / 'redis.log'}"
+                    status = self._process.returncode
+                    error = _KilledAtStart if status < 0 else ConfigError
+                    raise error(
+                        f"the embedded redis-server exited at start ({_describe_exit(status)})"
+                        f"{_log_tail(self._dir / 'redis.log')}"
                     )
                 try:
                     if client.ping():
