@@ -26,7 +26,6 @@ import redis.asyncio as aioredis
 from recsys.errors import ConfigError
 
 _START_TIMEOUT_S = 10.0
-_START_ATTEMPTS = 2
 
 
 class _KilledAtStart(ConfigError):
@@ -126,25 +125,25 @@ class EmbeddedRedis:
             str(self._dir / "redis.log"),
             *self.extra_args,
         ]
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
-            )
-            try:
-                self._wait_until_ready()
-            except _KilledAtStart:
-                # Killed by a signal before it even wrote its log (seen once in CI as SIGABRT):
-                # not a configuration problem, so one more try; an exit status (a port in use,
-                # a bad option) fails at once below.
-                if attempt == _START_ATTEMPTS:
-                    raise
-                continue
-            return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._spawn(command)
+        try:
+            self._wait_until_ready()
+        except _KilledAtStart:
+            # Killed by a signal before it even wrote its log (seen once in CI as SIGABRT): not a
+            # configuration problem, so one more try. An exit status (a port in use, a bad
+            # option) is a ConfigError and fails at once.
+            self._spawn(command)
+            self._wait_until_ready()
+        return self
+
+    def _spawn(self, command: list[str]) -> None:
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if os.name == "posix" else None,  # noqa: PLW1509
+        )
 
     def _wait_until_ready(self) -> None:
         client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)

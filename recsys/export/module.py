@@ -75,9 +75,8 @@ class RecommenderModule(nn.Module):
                 allowed = torch.zeros_like(scores, dtype=torch.bool)  # [B, C]
                 allowed.scatter_(1, allow, True)
                 scores.masked_fill_(~allowed, float("-inf"))
-            top_scores, top_indices = blocked_topk(
-                scores, k, self.topk_block
-            )  # [B, K] each, best first
+            # [B, K] each, best first
+            top_scores, top_indices = blocked_topk(scores, k, self.topk_block)
             top_indices = top_indices.masked_fill(top_scores == float("-inf"), 0)
         return top_indices, top_scores
 
