@@ -45,6 +45,13 @@ def serve_command(
     cache_ttl_s: Annotated[
         float, typer.Option(help="Lifetime of a cached answer in seconds (0: no cache).")
     ] = _D.cache_ttl_s,
+    near_cache_size: Annotated[
+        int,
+        typer.Option(
+            help="Versions and answers kept in process, invalidated by Redis (0: ask Redis "
+            "every time)."
+        ),
+    ] = _D.near_cache_size,
     redis_timeout_s: Annotated[
         float, typer.Option(help="Timeout of every Redis call.")
     ] = _D.redis_timeout_s,
@@ -79,6 +86,7 @@ def serve_command(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         cache_ttl_s=cache_ttl_s,
+        near_cache_size=near_cache_size,
         redis_timeout_s=redis_timeout_s,
         torch_threads=torch_threads,
         grace_s=grace_s,

@@ -52,6 +52,9 @@ class ServeConfig:
 
     cache_ttl_s: float = 300.0
     """Lifetime of a cached answer; 0 disables the result cache."""
+    near_cache_size: int = 100_000
+    """Versions and answers kept in process (each), invalidated by Redis's client-side-caching
+    pushes (``serving.near_cache``); 0 asks Redis every time."""
     redis_timeout_s: float = 0.5
     """Timeout of every Redis call."""
     redis_retry_interval_s: float = 1.0
@@ -81,6 +84,14 @@ class ServeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{flag(name)} must be an integer >= 1, got {value!r}")
+        if (
+            not isinstance(self.near_cache_size, int)
+            or isinstance(self.near_cache_size, bool)
+            or self.near_cache_size < 0
+        ):
+            raise ConfigError(
+                f"--near-cache-size must be an integer >= 0, got {self.near_cache_size!r}"
+            )
         for name in ("max_wait_ms", "cache_ttl_s", "grace_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)!r}")

@@ -15,6 +15,10 @@ Round trips and client overhead are what a Redis-backed server spends its time o
 concurrent requests share writes and round trips, and a lookup is one server-side script that
 reads the version, the cached answer and (on a miss) the history in one atomic step. Writes and
 reads off the hot path use redis-py.
+
+In front of Redis sits an optional near cache (``serving.near_cache``): versions and answers this
+process has read or computed, invalidated by Redis's client-side-caching pushes, so that a
+repeated request is answered without a round trip.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import redis
 import redis.asyncio as aioredis
 
 from serving.errors import FeatureStoreUnavailable
+from serving.near_cache import NearCache
 from serving.redis_connection import async_client
 from serving.resp import FeatureStoreUnreachable, RespConnection
 
@@ -91,6 +96,9 @@ class FeatureStore:
     once (callers degrade instead of waiting for timeouts) and a probe pings Redis every
     ``retry_interval_s`` until it answers. Writes always try, so a write succeeds as soon as Redis
     is back, and otherwise raises ``FeatureStoreUnavailable`` (never a silent loss).
+
+    ``near_cache_size`` > 0 keeps up to that many versions and answers in process (see
+    ``serving.near_cache``; answers live ``near_cache_ttl_s`` at most).
     """
 
     def __init__(
@@ -101,13 +109,20 @@ class FeatureStore:
         timeout_s: float,
         retry_interval_s: float,
         on_availability: Callable[[bool], None] | None = None,
+        near_cache_size: int = 0,
+        near_cache_ttl_s: float = 0.0,
     ) -> None:
         self.client: aioredis.Redis = async_client(url, timeout_s)
         self.keys = FeatureKeys(namespace)
         self.max_history = max_history
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
-        self._hot = RespConnection(url, timeout_s)
+        self.near: NearCache | None = None
+        if near_cache_size > 0 and near_cache_ttl_s > 0:
+            self.near = NearCache(near_cache_size, near_cache_ttl_s)
+        self._hot = RespConnection(
+            url, timeout_s, on_invalidate=self.near.forget if self.near is not None else None
+        )
         self._on_availability = on_availability
         self.available = True
         self._probe: asyncio.Task[None] | None = None
@@ -168,12 +183,12 @@ class FeatureStore:
         self._mark_up()
         return result
 
-    async def _batched(self, *args: Any) -> Any:
+    async def _batched(self, *args: Any, on_reply: Callable[[Any], None] | None = None) -> Any:
         """One hot-path command on the pipelined connection."""
         if not self.available:
             raise FeatureStoreUnavailable("feature store unavailable (waiting for it to return)")
         try:
-            return await self._hot.execute(*args)
+            return await self._hot.execute(*args, on_reply=on_reply)
         except FeatureStoreUnreachable as err:
             self._mark_down(err)
             raise
@@ -182,13 +197,35 @@ class FeatureStore:
 
     async def read_user(self, user_id: str, result_prefix: str | None) -> UserState:
         """The user's version and, from the cache, a stored answer or else the history."""
+        version_key = self.keys.version(user_id)
+        near = self.near if self.available else None
+        remember = None
+        if near is not None and result_prefix is not None:
+            if self._hot.tracking:
+                known = near.version(version_key)
+                if known is not None:
+                    answer = near.answer(result_prefix + str(known))
+                    if answer is not None:
+                        return UserState(known, answer, [])
+            hot = self._hot
+
+            def remember(reply: Any) -> None:
+                # Runs in the reply parser, so a push that invalidates this version later in the
+                # stream is applied after it, never before. Only what a tracked read returned
+                # is kept (the connection may be opened by this very read).
+                if hot.tracking:
+                    near.remember_version(version_key, int(reply[0]))
+                    if len(reply) == 2:
+                        near.remember_answer(result_prefix + reply[0].decode(), bytes(reply[1]))
+
         reply = await self._batched(
             "EVAL",
             READ_SCRIPT,
             2,
-            self.keys.version(user_id),
+            version_key,
             self.keys.history(user_id),
             result_prefix or "",
+            on_reply=remember,
         )
         version = int(reply[0])
         if len(reply) == 2:
@@ -196,13 +233,29 @@ class FeatureStore:
         return UserState(version, None, [item.decode() for item in reply[2]])
 
     async def get_cached(self, key: str) -> bytes | None:
+        near = self._near()
+        if near is not None and (answer := near.answer(key)) is not None:
+            return answer
         reply = await self._batched("GET", key)
         return None if reply is None else bytes(reply)
 
     def put_cached(self, key: str, answer: bytes, ttl_s: float) -> None:
-        """Cache an answer without waiting for Redis (a lost fill only costs a later miss)."""
+        """Cache an answer without waiting for Redis (a lost fill only costs a later miss).
+
+        The near cache keeps it too: the key names the history version it was computed for, so
+        it can only be found while that version is current.
+        """
         if self.available:
+            near = self._near()
+            if near is not None:
+                near.remember_answer(key, answer)
             self._hot.send("SET", key, answer, "PX", max(1, int(ttl_s * 1000)))
+
+    def _near(self) -> NearCache | None:
+        """The near cache, while it can be trusted: Redis up and tracking this connection."""
+        if self.near is None or not self.available or not self._hot.tracking:
+            return None
+        return self.near
 
     # -- writes and reads off the hot path ---------------------------------------------------
 
@@ -214,7 +267,13 @@ class FeatureStore:
         pipe.ltrim(history_key, -self.max_history, -1)
         pipe.incr(self.keys.version(user_id))
         pipe.llen(history_key)
-        _, _, version, length = await self._run(pipe.execute())
+        try:
+            _, _, version, length = await self._run(pipe.execute())
+        finally:
+            # At once, not when Redis's push arrives: the caller's next request must see it.
+            # Also on failure: the write may have been applied before the connection broke.
+            if self.near is not None:
+                self.near.forget([self.keys.version(user_id).encode()])
         return int(version), int(length)
 
     async def history(self, user_id: str, limit: int = 0) -> tuple[list[str], int]:

@@ -12,6 +12,11 @@ model batch all resume in the same turn, so their fills leave in one ``send`` in
 system call each (a quarter of the event loop's time on cache misses). Everything else (writes,
 transactions, health probes, bulk loads) uses redis-py.
 
+With ``on_invalidate`` the connection speaks RESP3 with ``CLIENT TRACKING ON``: Redis pushes an
+``invalidate`` message whenever a key this connection read changes, and the callback gets the
+keys (None: forget everything, also sent when the connection is lost). A caller's ``on_reply``
+runs inside the parser, in wire order with those pushes (see ``serving.near_cache``).
+
 Supports ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs=none``/``ssl_ca_certs=`` honoured) and
 ``unix://`` URLs with a username/password and a database number, as redis-py parses them.
 """
@@ -19,8 +24,10 @@ Supports ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs=none``/``ssl_ca_certs
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -28,6 +35,13 @@ from redis.asyncio.connection import parse_url
 
 from recsys.errors import ConfigError
 from serving.errors import FeatureStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+OnReply = Callable[[Any], None]
+"""Called with a command's reply inside the parser, before its caller resumes."""
+OnInvalidate = Callable[[list[bytes] | None], None]
+"""Called with the keys of an ``invalidate`` push; None: everything (or the connection is gone)."""
 
 
 class FeatureStoreUnreachable(FeatureStoreUnavailable):
@@ -37,11 +51,14 @@ class FeatureStoreUnreachable(FeatureStoreUnavailable):
 class _RespProtocol(asyncio.Protocol):
     """One open socket and the callers waiting for its replies, oldest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_invalidate: OnInvalidate | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = hiredis.Reader()
-        self.waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self.waiting: deque[tuple[float, asyncio.Future[Any], OnReply | None]] = deque()
         self.closed = False
+        self.on_invalidate = on_invalidate
+        self.tracking = False
+        """Whether Redis tracks this connection's reads (set once the handshake enabled it)."""
         self.unsent: list[bytes] = []
         """Packed commands not yet written, in the order of ``waiting``'s tail."""
 
@@ -55,21 +72,41 @@ class _RespProtocol(asyncio.Protocol):
         try:
             parser.feed(data)
             while (reply := parser.gets()) is not False:
-                _, future = waiting.popleft()
-                if future.done():
+                if isinstance(reply, hiredis.PushNotification):
+                    self._pushed(reply)
                     continue
+                _, future, on_reply = waiting.popleft()
                 if isinstance(reply, hiredis.ReplyError):
-                    future.set_exception(FeatureStoreUnavailable(f"feature store error: {reply}"))
-                else:
+                    if not future.done():
+                        future.set_exception(
+                            FeatureStoreUnavailable(f"feature store error: {reply}")
+                        )
+                    continue
+                if on_reply is not None:
+                    try:
+                        on_reply(reply)
+                    except Exception as err:  # noqa: BLE001 - a bad reply fails its caller only
+                        if not future.done():
+                            future.set_exception(err)
+                        continue
+                if not future.done():
                     future.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as err:
             self.fail(err)
 
+    def _pushed(self, message: list[Any]) -> None:
+        if self.on_invalidate is None or not message or message[0] != b"invalidate":
+            return
+        keys = message[1] if len(message) > 1 else None
+        self.on_invalidate(list(keys) if keys is not None else None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(exc or ConnectionResetError("Redis closed the connection"))
 
-    def write(self, args: tuple[Any, ...], defer: bool = False) -> asyncio.Future[Any]:
-        """Send one command; the future gets its reply.
+    def write(
+        self, args: tuple[Any, ...], defer: bool = False, on_reply: OnReply | None = None
+    ) -> asyncio.Future[Any]:
+        """Send one command; the future gets its reply (after ``on_reply`` saw it).
 
         ``defer``: write it at the end of this event-loop turn, with the other deferred commands
         of the turn. A command sent at once first flushes the deferred ones, so the wire order is
@@ -80,7 +117,7 @@ class _RespProtocol(asyncio.Protocol):
         if self.closed or self.transport is None:
             future.set_exception(FeatureStoreUnreachable("feature store connection closed"))
             return future
-        self.waiting.append((loop.time(), future))
+        self.waiting.append((loop.time(), future, on_reply))
         if not self.unsent and defer:
             loop.call_soon(self.flush)
         self.unsent.append(hiredis.pack_command(args))
@@ -103,11 +140,13 @@ class _RespProtocol(asyncio.Protocol):
         self.unsent.clear()
         failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
         while self.waiting:
-            _, future = self.waiting.popleft()
+            _, future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(failure)
         if self.transport is not None:
             self.transport.close()
+        if self.on_invalidate is not None:
+            self.on_invalidate(None)  # tracking ends with the connection
 
 
 class RespConnection:
@@ -118,22 +157,31 @@ class RespConnection:
     and the next command reconnects.
     """
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, timeout_s: float, on_invalidate: OnInvalidate | None = None
+    ) -> None:
         try:
             options: dict[str, Any] = dict(parse_url(url))
         except ValueError as err:
             raise ConfigError(f"--redis-url is not a usable Redis URL: {err}") from err
         self._options = options
         self._timeout_s = timeout_s
+        self._on_invalidate = on_invalidate
         self._protocol: _RespProtocol | None = None
         self._connecting: asyncio.Lock | None = None
         self._watchdog: asyncio.Task[None] | None = None
 
-    async def execute(self, *args: Any) -> Any:
+    @property
+    def tracking(self) -> bool:
+        """Whether Redis is tracking this connection's reads right now (see ``on_invalidate``)."""
+        protocol = self._protocol
+        return protocol is not None and not protocol.closed and protocol.tracking
+
+    async def execute(self, *args: Any, on_reply: OnReply | None = None) -> Any:
         protocol = self._protocol
         if protocol is None or protocol.closed:
             protocol = await self._connect()
-        return await protocol.write(args)
+        return await protocol.write(args, on_reply=on_reply)
 
     def send(self, *args: Any) -> None:
         """Issue a command without waiting for its reply (a cache fill), written with the other
@@ -170,12 +218,16 @@ class RespConnection:
     async def _open(self) -> _RespProtocol:
         options = self._options
         loop = asyncio.get_running_loop()
+
+        def factory() -> _RespProtocol:
+            return _RespProtocol(self._on_invalidate)
+
         if "path" in options:
-            _, protocol = await loop.create_unix_connection(_RespProtocol, options["path"])
+            _, protocol = await loop.create_unix_connection(factory, options["path"])
         else:
             context = _tls_context(options) if _is_tls(options) else None
             _, protocol = await loop.create_connection(
-                _RespProtocol,
+                factory,
                 options.get("host", "localhost"),
                 int(options.get("port", 6379)),
                 ssl=context,
@@ -191,10 +243,25 @@ class RespConnection:
         try:
             for command in handshake:
                 await protocol.write(command)
+            if self._on_invalidate is not None:
+                await self._track(protocol)
         except BaseException as err:
             protocol.fail(err)
             raise
         return protocol
+
+    async def _track(self, protocol: _RespProtocol) -> None:
+        """Switch to RESP3 and turn tracking on; a Redis that cannot (older than 6) is used
+        without it, with a warning (the near cache stays empty)."""
+        try:
+            await protocol.write(("HELLO", "3"))
+            await protocol.write(("CLIENT", "TRACKING", "ON"))
+        except FeatureStoreUnreachable:
+            raise
+        except FeatureStoreUnavailable as err:
+            log.warning("Redis cannot track reads (%s): the near cache stays off", err)
+            return
+        protocol.tracking = True
 
     async def _watch(self) -> None:
         """Fail the connection when its oldest caller has waited longer than the timeout."""
@@ -205,7 +272,7 @@ class RespConnection:
             protocol = self._protocol
             if protocol is None or protocol.closed or not protocol.waiting:
                 continue
-            started, _ = protocol.waiting[0]
+            started, _, _ = protocol.waiting[0]
             if loop.time() - started > self._timeout_s:
                 protocol.fail(TimeoutError(f"no reply within {self._timeout_s} s"))
 

@@ -128,6 +128,8 @@ class RecommenderApp:
             timeout_s=config.redis_timeout_s,
             retry_interval_s=config.redis_retry_interval_s,
             on_availability=self._feature_store_health,
+            near_cache_size=config.near_cache_size,
+            near_cache_ttl_s=config.cache_ttl_s,
         )
         if not await self._store.check():
             log.warning(

@@ -18,6 +18,7 @@ from serving.config import ServeConfig
         ({"max_history": True}, "--max-history"),
         ({"max_wait_ms": -0.5}, "--max-wait-ms"),
         ({"redis_timeout_s": 0}, "--redis-timeout-s"),
+        ({"near_cache_size": -1}, "--near-cache-size"),
         ({"port": 70000}, "--port"),
         ({"host": ""}, "--host"),
         ({"namespace": "has space"}, "--namespace"),

@@ -117,6 +117,29 @@ def test_record_interactions_then_recommend_uses_cache_until_history_changes(
     assert (list(nobody.item_ids), nobody.history_version) == ([], 0)
 
 
+def test_replicas_sharing_redis_see_each_others_events(start_server: StartServer) -> None:
+    """Two servers on one Redis: replica A answers a repeat from its near cache, replica B records
+    an event, and A's answers reflect it once Redis has pushed the invalidation (bounded wait)."""
+    replica_a, replica_b = start_server(), start_server()
+    _record(replica_a, "carol", ["sku-5", "sku-9"])
+    request = pb.RecommendRequest(user_id="carol", k=5)
+    assert replica_a.stub.Recommend(request, timeout=5).source == pb.SOURCE_MODEL
+    store = replica_a.app._store
+    assert store is not None and store.near is not None
+    cached = replica_a.stub.Recommend(request, timeout=5)
+    assert cached.source == pb.SOURCE_CACHE and cached.history_version == 1
+    assert replica_a.run(lambda: store.near.version(store.keys.version("carol"))) == 1
+
+    assert _record(replica_b, "carol", ["sku-11"]).history_version == 2
+    deadline = time.monotonic() + 5
+    while (answer := replica_a.stub.Recommend(request, timeout=5)).history_version != 2:
+        assert answer.source == pb.SOURCE_CACHE and answer.history_version == 1
+        assert time.monotonic() < deadline, "replica A never saw replica B's event"
+        time.sleep(0.01)
+    assert answer.source == pb.SOURCE_MODEL
+    assert "sku-11" not in _ids(answer)
+
+
 def test_stored_history_is_capped_to_the_newest_items(start_server: StartServer) -> None:
     server = start_server(max_history=3)
     _record(server, "carol", ["sku-1", "sku-2"])

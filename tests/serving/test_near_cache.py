@@ -1,0 +1,241 @@
+"""The near cache: repeated reads answered in process, kept true by Redis's invalidation pushes.
+
+Everything but the first test runs on a real Redis (client-side caching needs the real server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from serving.features import FeatureStore
+from serving.near_cache import NearCache
+
+T = TypeVar("T")
+
+
+def _with_stores(
+    redis_url: str,
+    namespace: str,
+    body: Callable[..., Awaitable[T]],
+    count: int = 1,
+    near_cache_size: int = 100,
+) -> T:
+    """``body(*stores)``: ``count`` feature stores (think: server replicas) on one namespace."""
+
+    async def main() -> T:
+        stores = [
+            FeatureStore(
+                redis_url,
+                namespace,
+                max_history=10,
+                timeout_s=1.0,
+                retry_interval_s=0.1,
+                near_cache_size=near_cache_size,
+                near_cache_ttl_s=30.0,
+            )
+            for _ in range(count)
+        ]
+        try:
+            return await body(*stores)
+        finally:
+            for store in stores:
+                await store.close()
+
+    return asyncio.run(main())
+
+
+def _count_writes(store: FeatureStore) -> list[bytes]:
+    """Every socket write of the store's hot connection from now on."""
+    protocol = store._hot._protocol
+    assert protocol is not None and protocol.transport is not None
+    transport = protocol.transport
+    writes: list[bytes] = []
+    real_write = transport.write
+
+    def counting_write(data: Any) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    transport.write = counting_write  # type: ignore[method-assign]
+    return writes
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "no invalidation arrived within the time limit"
+        await asyncio.sleep(0.005)
+
+
+async def _hit(store: FeatureStore, user: str, prefix: str, answer: bytes) -> int:
+    """Read the user (a miss), cache an answer for its version; returns the version."""
+    miss = await store.read_user(user, prefix)
+    assert miss.cached is None
+    store.put_cached(prefix + str(miss.version), answer, ttl_s=30)
+    return miss.version
+
+
+def test_entries_are_bounded_expire_and_are_forgotten() -> None:
+    near = NearCache(max_entries=2, ttl_s=0.05)
+    for n in range(3):
+        near.remember_version(f"v{n}", n)
+    assert (near.version("v0"), near.version("v1"), near.version("v2")) == (None, 1, 2)
+    near.remember_answer("r", b"x")
+    assert near.answer("r") == b"x"
+    time.sleep(0.1)
+    assert near.answer("r") is None
+    near.forget([b"v1"])
+    assert (near.version("v1"), near.version("v2")) == (None, 2)
+    near.forget(None)
+    assert len(near) == 0
+    with pytest.raises(ValueError, match="max_entries"):
+        NearCache(max_entries=0, ttl_s=1)
+
+
+def test_a_repeated_read_is_answered_without_a_round_trip(redis_url: str, namespace: str) -> None:
+    async def body(store: FeatureStore) -> None:
+        await store.append("u", ["a", "b"])
+        prefix = store.keys.result_prefix("u", "m", "o")
+        version = await _hit(store, "u", prefix, b"answer")
+        await asyncio.sleep(0.01)  # the fill has left
+        writes = _count_writes(store)
+        for _ in range(3):
+            state = await store.read_user("u", prefix)
+            assert (state.version, state.cached) == (version, b"answer")
+        assert writes == []
+        # Other options: a different answer key, so Redis is asked (and the history returned).
+        other = await store.read_user("u", store.keys.result_prefix("u", "m", "other"))
+        assert (other.cached, other.history) == (None, ["a", "b"])
+        assert len(writes) == 1
+
+    _with_stores(redis_url, namespace, body)
+
+
+def test_without_a_near_cache_every_read_asks_redis(redis_url: str, namespace: str) -> None:
+    async def body(store: FeatureStore) -> None:
+        prefix = store.keys.result_prefix("u", "m", "o")
+        await _hit(store, "u", prefix, b"answer")
+        await asyncio.sleep(0.01)
+        writes = _count_writes(store)
+        assert (await store.read_user("u", prefix)).cached == b"answer"
+        assert len(writes) == 1
+
+    _with_stores(redis_url, namespace, body, near_cache_size=0)
+
+
+def test_a_write_by_another_replica_reaches_this_one(redis_url: str, namespace: str) -> None:
+    """Replica B records events: Redis pushes the invalidation to replica A, whose next read
+    goes back to Redis and sees the new history."""
+
+    async def body(replica_a: FeatureStore, replica_b: FeatureStore) -> None:
+        await replica_a.append("u", ["a"])
+        prefix = replica_a.keys.result_prefix("u", "m", "o")
+        await _hit(replica_a, "u", prefix, b"old answer")
+        assert (await replica_a.read_user("u", prefix)).cached == b"old answer"
+        version_key = replica_a.keys.version("u")
+        near = replica_a.near
+        assert near is not None and near.version(version_key) == 1
+        await replica_b.append("u", ["b"])
+        await _until(lambda: near.version(version_key) is None)
+        state = await replica_a.read_user("u", prefix)
+        assert (state.version, state.cached, state.history) == (2, None, ["a", "b"])
+
+    _with_stores(redis_url, namespace, body, count=2)
+
+
+def test_a_write_by_any_client_invalidates(redis_url: str, namespace: str) -> None:
+    """The bulk loader, an operator's redis-cli: any client's change is pushed."""
+
+    async def body(store: FeatureStore) -> None:
+        prefix = store.keys.result_prefix("u", "m", "o")
+        await _hit(store, "u", prefix, b"cold-start answer")  # no history yet: version 0
+        other = redis.Redis.from_url(redis_url)
+        try:
+            other.rpush(store.keys.history("u"), "x")
+            other.incr(store.keys.version("u"))
+        finally:
+            other.close()
+        near = store.near
+        assert near is not None
+        await _until(lambda: near.version(store.keys.version("u")) is None)
+        state = await store.read_user("u", prefix)
+        assert (state.version, state.cached, state.history) == (1, None, ["x"])
+
+    _with_stores(redis_url, namespace, body)
+
+
+def test_own_appends_are_seen_by_the_very_next_read(redis_url: str, namespace: str) -> None:
+    """RecordInteractions then Recommend on one server: no waiting for Redis's push."""
+
+    async def body(store: FeatureStore) -> None:
+        prefix = store.keys.result_prefix("u", "m", "o")
+        await _hit(store, "u", prefix, b"before")
+        protocol = store._hot._protocol
+        assert protocol is not None and protocol.transport is not None
+        protocol.transport.pause_reading()  # Redis's push for the append waits in the socket
+        await store.append("u", ["a"])
+        near = store.near
+        assert near is not None and near.version(store.keys.version("u")) is None
+        protocol.transport.resume_reading()
+        state = await store.read_user("u", prefix)
+        assert (state.version, state.cached, state.history) == (1, None, ["a"])
+
+    _with_stores(redis_url, namespace, body)
+
+
+def test_an_invalidation_right_behind_a_reply_is_not_undone(redis_url: str, namespace: str) -> None:
+    """A read's reply and the push for a change made just after it arrive back to back: the
+    version is remembered in the parser, before the push is applied, so the push wins. (Were it
+    remembered when the reading coroutine resumes, the stale version would stay, since Redis
+    pushes once per read.)"""
+
+    async def body(store: FeatureStore) -> None:
+        version_key = store.keys.version("u")
+        prefix = store.keys.result_prefix("u", "m", "o")
+        await store.read_user("u", prefix)  # connected and tracking
+        near = store.near
+        assert near is not None
+        near.forget(None)
+        # Written in one turn: the read, then a change to the key it reads.
+        read = asyncio.ensure_future(store.read_user("u", prefix))
+        change = asyncio.ensure_future(store._hot.execute("INCR", version_key))
+        state, version = await asyncio.gather(read, change)
+        assert (state.version, version) == (0, 1)
+        assert near.version(version_key) is None
+        assert (await store.read_user("u", prefix)).version == 1
+
+    _with_stores(redis_url, namespace, body)
+
+
+def test_a_lost_connection_empties_the_near_cache(redis_url: str, namespace: str) -> None:
+    async def body(store: FeatureStore) -> None:
+        await store.append("u", ["a"])
+        prefix = store.keys.result_prefix("u", "m", "o")
+        await _hit(store, "u", prefix, b"answer")
+        await asyncio.sleep(0.01)  # the fill has left
+        near = store.near
+        assert near is not None and len(near) == 2
+        connection_id = await store._hot.execute("CLIENT", "ID")
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            assert admin.client_kill_filter(_id=connection_id) == 1
+        finally:
+            admin.close()
+        await _until(lambda: len(near) == 0)
+        # While the store reconnects nothing is served from memory; then it is Redis's answer.
+        await _until(lambda: store.available)
+        for _ in range(50):
+            try:
+                state = await store.read_user("u", prefix)
+                break
+            except Exception:  # noqa: BLE001 - the read that finds the connection gone
+                await asyncio.sleep(0.05)
+        assert (state.version, state.cached) == (1, b"answer")
+
+    _with_stores(redis_url, namespace, body)
