@@ -583,7 +583,9 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         "- **cache-miss**: a (user, excluded item) pair never asked before on every request, so "
         "each answer runs the model (every answer checked: `SOURCE_MODEL`).",
         f"- **cache-hit**: {HOT_USERS} users asked in turn after priming (every answer checked: "
-        "`SOURCE_CACHE`).",
+        "`SOURCE_CACHE`); with the default settings they come from the server's near cache "
+        "(in process, invalidated by Redis), `--server-args '--near-cache-size 0'` makes each "
+        "one a Redis round trip.",
         "- **echo**: the cache-miss requests against a minimal grpc.aio server of the same "
         "service whose `Recommend` returns a pre-built real top-10 answer: the ceiling of gRPC "
         "+ Python on this machine.",
