@@ -288,4 +288,9 @@ class FeatureStore:
         if self._probe is not None:
             self._probe.cancel()
         await self._hot.close()
+        if self.near is not None:
+            log.info(
+                "near cache: %s",
+                ", ".join(f"{count} {name}" for name, count in self.near.stats.items()),
+            )
         await self.client.aclose()

@@ -37,6 +37,9 @@ class NearCache:
         self.ttl_s = ttl_s
         self._versions: OrderedDict[str, int] = OrderedDict()
         self._answers: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.stats = {"answers served": 0, "invalidations": 0, "clears": 0}
+        """Counters for the shutdown log: answers found here, keys Redis invalidated, times
+        everything was dropped (connection lost, FLUSHALL, tracking table full)."""
 
     def __len__(self) -> int:
         return len(self._versions) + len(self._answers)
@@ -56,6 +59,7 @@ class NearCache:
             del self._answers[result_key]
             return None
         self._answers.move_to_end(result_key)
+        self.stats["answers served"] += 1
         return blob
 
     def remember_version(self, version_key: str, version: int) -> None:
@@ -76,11 +80,14 @@ class NearCache:
         if keys is None:
             self.clear()
             return
+        self.stats["invalidations"] += len(keys)
         for key in keys:
             name = key.decode() if isinstance(key, bytes) else str(key)
             self._versions.pop(name, None)
             self._answers.pop(name, None)
 
     def clear(self) -> None:
+        if self._versions or self._answers:
+            self.stats["clears"] += 1
         self._versions.clear()
         self._answers.clear()

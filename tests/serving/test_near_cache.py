@@ -94,6 +94,7 @@ def test_entries_are_bounded_expire_and_are_forgotten() -> None:
     assert (near.version("v1"), near.version("v2")) == (None, 2)
     near.forget(None)
     assert len(near) == 0
+    assert near.stats == {"answers served": 1, "invalidations": 1, "clears": 1}
     with pytest.raises(ValueError, match="max_entries"):
         NearCache(max_entries=0, ttl_s=1)
 
