@@ -64,11 +64,9 @@ class ModelJob:
 class ModelSnapshot:
     """One loaded artifact and the lookups a request needs, immutable once built."""
 
-    def __init__(self, artifact: Artifact, packed: bool = False) -> None:
+    def __init__(self, artifact: Artifact) -> None:
         self.artifact = artifact
         self.module = artifact.module
-        self.packed = packed
-        """Whether the module scores over a oneDNN-packed item table (``pack_for_cpu``)."""
         self.model_version = artifact.model_version
         self.max_len = artifact.max_len
         self.num_items = artifact.num_items
@@ -103,34 +101,11 @@ class ModelSnapshot:
         return ModelResult([i for i, _ in chosen], [s for _, s in chosen], None)
 
 
-PACK_BATCH_HINT = 16
-"""The batch oneDNN lays the packed item table out for: measured as fast as any other hint for
-3..32 histories a forward, what micro-batches hold under load."""
-
-
 def load_snapshot(path: Path) -> ModelSnapshot:
-    """Verify an artifact (checksums + smoke inference) and load it; raises ``ArtifactError``.
-
-    The module scores over a packed item table where it can (``pack_for_cpu``), and the smoke
-    inference checks the packed module, the one that will serve.
-    """
+    """Verify an artifact (checksums + smoke inference) and load it; raises ``ArtifactError``."""
     artifact = load_artifact(path)  # checksums checked here, so verification need not reload
-    packed = _pack_for_cpu(artifact.module)
     verify_loaded_artifact(artifact)
-    return ModelSnapshot(artifact, packed)
-
-
-def _pack_for_cpu(module: torch.jit.ScriptModule) -> bool:
-    """Switch the module to oneDNN's packed CPU matmul; False where it cannot (an artifact from
-    before ``pack_for_cpu``, a torch without oneDNN): it then serves with the plain matmul."""
-    mkldnn_available = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
-    if not hasattr(module, "pack_for_cpu") or not mkldnn_available:
-        return False
-    try:
-        return bool(module.pack_for_cpu(PACK_BATCH_HINT))
-    except RuntimeError as err:
-        log.warning("scoring with the plain matmul: packing the item table failed (%s)", err)
-        return False
+    return ModelSnapshot(artifact)
 
 
 def _right_aligned(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:

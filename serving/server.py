@@ -109,12 +109,11 @@ class RecommenderApp:
         torch.set_num_threads(config.torch_threads)
         snapshot = await asyncio.to_thread(load_snapshot, self.artifact_path)
         log.info(
-            "model %s loaded from %s (%d items, max_len %d; scoring: %s)",
+            "model %s loaded from %s (%d items, max_len %d)",
             snapshot.model_version,
             self.artifact_path,
             snapshot.num_items,
             snapshot.max_len,
-            "oneDNN, packed item table" if snapshot.packed else "plain matmul",
         )
         if config.redis_url is None:
             self.embedded_redis = await asyncio.to_thread(EmbeddedRedis().start)

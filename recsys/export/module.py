@@ -11,8 +11,7 @@ Shape letters: B batch, L given history length (any), L' = min(L, max_len), E ex
 row, A allowed items per row, K list length, N heads, V catalogue size (indices 1..V; 0 = padding).
 """
 
-# No `from __future__ import annotations`: TorchScript needs the class attribute's annotation as
-# an object, not a string.
+from __future__ import annotations
 
 import copy
 
@@ -26,17 +25,12 @@ from recsys.models import SASRec
 class RecommenderModule(nn.Module):
     """Top-k recommendations, explanations and raw scores from a SASRec backbone."""
 
-    packed_items: Tensor | None
-    """The item table in oneDNN's packed layout, made by ``pack_for_cpu`` where the module is
-    loaded (the layout depends on the CPU, so it is never saved); None: a plain matmul."""
-
     def __init__(self, backbone: SASRec) -> None:
         super().__init__()
         self.backbone = _with_padded_catalogue(backbone)
         self.max_len = int(backbone.config.max_len)
         self.num_items = int(backbone.config.num_items)
         self.topk_block = BLOCK
-        self.packed_items = None
 
     def forward(
         self,
@@ -109,32 +103,9 @@ class RecommenderModule(nn.Module):
         with torch.no_grad():
             return self._padded_scores(window)[:, : self.num_items + 1].contiguous()
 
-    @torch.jit.export
-    def pack_for_cpu(self, batch_hint: int) -> bool:
-        """Score with oneDNN's matmul over a pre-packed copy of the item table from now on.
-
-        On a CPU that is 2-3x faster than the plain matmul for 3..32 histories at a time (the
-        scoring is most of a forward), with the same float32 arithmetic (scores equal to ~1e-5).
-        ``batch_hint``: the typical batch, which oneDNN tunes the layout for. Returns False, and
-        changes nothing, for a table that is not float32 on the CPU. Call it before serving, not
-        while forwards run; the packed copy costs one more table's memory.
-        """
-        weight = self.backbone.item_embedding.weight
-        if weight.device.type != "cpu" or weight.dtype != torch.float32:
-            return False
-        self.packed_items = torch.ops.mkldnn._reorder_linear_weight(weight, batch_hint)
-        return True
-
     def _padded_scores(self, window: Tensor) -> Tensor:
         """[B, L'] -> float32 [B, C]: every item's score as the next one, -inf for padding."""
-        packed = self.packed_items
-        if packed is None:
-            scores = self.backbone.score_next(window).float()  # [B, C], column 0 already -inf
-        else:
-            hidden = self.backbone.last_hidden(window).contiguous()  # [B, H]
-            # [B, C]; the arguments: input, weight, bias, no post-op (no scalars, no algorithm)
-            scores = torch.ops.mkldnn._linear_pointwise(hidden, packed, None, "none", [], "")
-            scores[:, 0] = float("-inf")
+        scores = self.backbone.score_next(window).float()  # [B, C], column 0 already -inf
         scores[:, self.num_items + 1 :] = float("-inf")
         return scores
 

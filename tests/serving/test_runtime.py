@@ -7,10 +7,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-import torch
 
-from recsys.export import load_artifact
-from recsys.export.verification import same_ranking
 from serving.errors import ServiceError
 from serving.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_snapshot, run_batch
 
@@ -36,23 +33,6 @@ def _job(
     finally:
         loop.close()
     return ModelJob(items, k, exclude or [], allow, explain, None, future)
-
-
-def test_a_loaded_snapshot_scores_over_the_packed_table_with_the_exported_answers(
-    snapshot: ModelSnapshot, artifacts: Artifacts
-) -> None:
-    """The server's module is the packed one, and it answers as the module as exported does."""
-    assert snapshot.packed and snapshot.module.packed_items is not None
-    exported = load_artifact(artifacts.first).module
-    assert exported.packed_items is None
-    histories = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11, 12], [2, 9]]
-    width = max(len(history) for history in histories)
-    items = torch.tensor([[0] * (width - len(h)) + h for h in histories])
-    no_exclude = torch.zeros(len(histories), 0, dtype=torch.long)
-    got_indices, got_scores = snapshot.module(items, 5, no_exclude, True)
-    want_indices, want_scores = exported(items, 5, no_exclude, True)
-    assert torch.allclose(got_scores, want_scores, atol=1e-4, rtol=1e-5)
-    assert same_ranking(got_indices, want_indices, want_scores)
 
 
 def test_a_batch_answers_each_job_as_if_alone(snapshot: ModelSnapshot) -> None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from recsys.export import RecommenderModule
-from recsys.export.verification import same_ranking
 from recsys.models import SASRec, SASRecConfig
 
 NUM_ITEMS = 40
@@ -176,38 +174,3 @@ def test_bad_inputs_are_refused_with_a_clear_message(
     for module in (eager, scripted):
         with pytest.raises((RuntimeError, torch.jit.Error), match=re.escape(message)):
             call(module, items)
-
-
-def test_packed_cpu_scoring_gives_the_same_answers(tmp_path: Path) -> None:
-    """``pack_for_cpu`` (oneDNN's matmul over a packed table, as the server loads a module) may
-    change scores only by float32 rounding: the same top-k, exclusions and allow-lists, at the
-    batch sizes a server sees, on a module saved and loaded back as an artifact's is."""
-    torch.manual_seed(5)
-    config = SASRecConfig(num_items=1_000, max_len=MAX_LEN, hidden_size=16, n_heads=2)
-    torch.jit.script(RecommenderModule(SASRec(config)).eval()).save(str(tmp_path / "model.ts"))
-    plain = torch.jit.load(str(tmp_path / "model.ts"))
-    packed = torch.jit.load(str(tmp_path / "model.ts"))
-    assert packed.packed_items is None
-    assert packed.pack_for_cpu(64)
-    assert packed.packed_items is not None
-    for batch in (1, 3, 10):
-        items = torch.randint(0, 1_001, (batch, MAX_LEN))
-        exclude = torch.randint(1, 1_001, (batch, 5))
-        allow = torch.randint(1, 1_001, (batch, 50))
-        for args in ((items, 20, exclude, True), (items, 20, exclude, False, allow)):
-            want_indices, want_scores = plain(*args)
-            got_indices, got_scores = packed(*args)
-            assert torch.allclose(got_scores, want_scores, atol=1e-4, rtol=1e-5)
-            assert same_ranking(got_indices, want_indices, want_scores)
-            for row in range(batch):
-                assert not bool(torch.isin(got_indices[row], exclude[row]).any())
-        assert torch.allclose(packed.scores(items), plain.scores(items), atol=1e-4, rtol=1e-5)
-
-
-def test_packing_leaves_a_table_that_is_not_float32_alone(tmp_path: Path) -> None:
-    config = SASRecConfig(num_items=NUM_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2)
-    module = torch.jit.script(RecommenderModule(SASRec(config)).eval().double())
-    assert not module.pack_for_cpu(64)
-    assert module.packed_items is None
-    indices, _ = module(torch.tensor([[1, 2, 3]]), 5, torch.zeros(1, 0, dtype=torch.long), True)
-    assert indices.shape == (1, 5)
