@@ -6,6 +6,7 @@ Everything but the first test runs on a real Redis (client-side caching needs th
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import redis
 
 from serving.features import FeatureStore
 from serving.near_cache import NearCache
+from serving.redis_connection import EmbeddedRedis, free_port
 
 T = TypeVar("T")
 
@@ -240,3 +242,27 @@ def test_a_lost_connection_empties_the_near_cache(redis_url: str, namespace: str
         assert (state.version, state.cached) == (1, b"answer")
 
     _with_stores(redis_url, namespace, body)
+
+
+def test_a_redis_that_cannot_track_is_used_without_the_near_cache(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis without HELLO (as before 6, here a real one with the command disabled): answers
+    still come, every one from Redis, and the log says why."""
+    embedded = EmbeddedRedis(port=free_port(), extra_args=["--rename-command", "HELLO", ""]).start()
+    try:
+
+        async def body(store: FeatureStore) -> None:
+            prefix = store.keys.result_prefix("u", "m", "o")
+            await _hit(store, "u", prefix, b"answer")
+            await asyncio.sleep(0.01)
+            assert not store._hot.tracking
+            writes = _count_writes(store)
+            assert (await store.read_user("u", prefix)).cached == b"answer"
+            assert len(writes) == 1
+
+        with caplog.at_level(logging.WARNING, logger="serving.resp"):
+            _with_stores(embedded.url, "no-tracking", body)
+        assert "cannot track reads" in caplog.text
+    finally:
+        embedded.close()
