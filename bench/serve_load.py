@@ -1,8 +1,8 @@
 """Closed-loop gRPC load against ``recsys serve`` on the Video Games artifact, beside a minimal
 grpc.aio echo server with the same messages as the ceiling.
 
-    .venv/bin/python bench/serve_load.py               # 4 and 64 in flight, 20 s each: ~3 minutes
-    .venv/bin/python bench/serve_load.py --seconds 2   # a smoke run (cached artifact: ~30 s)
+    .venv/bin/python bench/serve_load.py               # 4 and 64 in flight, 3 x 7 s each: ~4 min
+    .venv/bin/python bench/serve_load.py --rounds 1 --seconds 2   # a smoke run (~30 s cached)
 
 Setup (cached under ``bench/.work/serve_load/`` and reused): the prepared Video Games data
 (``../shared/datasets/video_games.txt``, leave-one-out, no filtering; copied from ``runs/vg_data``
@@ -17,7 +17,11 @@ Processes: ``recsys serve`` (the real server, default settings), the echo server
 returns a pre-built copy of a real top-10 answer of the server) and, per load, one client process:
 ``--concurrency`` workers over one grpc.aio channel, each sending its next request as soon as the
 previous answer arrives (a closed loop), for ``--warmup`` seconds unrecorded and then ``--seconds``
-(at most ``--max-requests`` requests). Traffic:
+(at most ``--max-requests`` requests). Every load runs ``--rounds`` times, the rounds interleaved
+(echo, cache-miss, cache-hit at each concurrency, then again), because a shared machine's speed
+drifts by tens of percent within minutes: a ratio to the echo ceiling is taken within each round,
+from loads measured seconds apart, and the median over rounds is what the targets are held to.
+Latency percentiles and CPU shares pool every round. Traffic:
 
 * cache-miss: every request a (user, excluded item) pair never asked before, users in turn over
   every loaded user, so the cache key is new each time; every answer must say SOURCE_MODEL.
@@ -63,6 +67,8 @@ METHOD: Final = "/recsys.v1.Recommender/Recommend"
 K: Final = 10
 HOT_USERS: Final = 100
 CONCURRENCY: Final = (4, 64)
+ROUNDS: Final = 3
+SECONDS: Final = 7.0
 TRAFFIC: Final = ("echo", "miss", "hit")
 TARGETS: Final = {"miss_qps_ratio_64": 0.5, "hit_qps_ratio_64": 0.7, "miss_p99_ms_4": 5.0}
 CALL_TIMEOUT_S: Final = 10.0
@@ -411,6 +417,7 @@ async def _load(spec: LoadSpec, events: mp.Queue[dict[str, Any]]) -> dict[str, A
         "expected_source": spec.expect or None,
         "source_ok": answered > 0 and expected == answered,
         "cpu_ms_per_request": {"client": round(client_cpu_s * 1000 / max(answered, 1), 4)},
+        "latencies_ms": values.tolist(),
     }
 
 
@@ -482,12 +489,70 @@ def _uptime() -> str:
         return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _ratios(rows: list[dict[str, Any]]) -> None:
-    """Each row's QPS over the echo server's at the same concurrency (in place)."""
-    echo = {row["concurrency"]: row["qps"] for row in rows if row["server"] == "echo"}
-    for row in rows:
-        ceiling = echo.get(row["concurrency"])
-        row["qps_vs_echo"] = round(row["qps"] / ceiling, 3) if ceiling else None
+def _pooled(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (server, traffic, concurrency) from every round's measurement of it.
+
+    QPS and CPU shares are totals over totals; percentiles are over the pooled latencies; the
+    ratio to the echo ceiling is the median of the per-round ratios (each round's load over the
+    echo load of the same round), with every round's ratio kept beside it.
+    """
+    import numpy as np
+
+    echo = {(m["round"], m["concurrency"]): m["qps"] for m in rounds if m["server"] == "echo"}
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for measurement in rounds:
+        key = (measurement["server"], measurement["traffic"], measurement["concurrency"])
+        groups.setdefault(key, []).append(measurement)
+    rows = []
+    for (server, traffic, concurrency), group in groups.items():
+        requests = sum(m["requests"] for m in group)
+        seconds = sum(m["seconds"] for m in group)
+        latencies = np.asarray([value for m in group for value in m["latencies_ms"]])
+        sources: Counter[str] = Counter()
+        for m in group:
+            sources.update(m["sources"])
+        ratios = [
+            round(m["qps"] / echo[(m["round"], concurrency)], 3)
+            for m in group
+            if echo.get((m["round"], concurrency))
+        ]
+        cpu = {
+            name: round(
+                sum(m["cpu_ms_per_request"][name] * m["requests"] for m in group)
+                / max(requests, 1),
+                4,
+            )
+            for name in group[0]["cpu_ms_per_request"]
+        }
+
+        def percentile(q: float, values: Any = latencies) -> float | None:
+            return round(float(np.percentile(values, q)), 3) if len(values) else None
+
+        rows.append(
+            {
+                "server": server,
+                "traffic": traffic,
+                "concurrency": concurrency,
+                "rounds": len(group),
+                "requests": requests,
+                "errors": sum(m["errors"] for m in group),
+                "seconds": round(seconds, 3),
+                "qps": round(requests / seconds, 1) if seconds > 0 else 0.0,
+                "qps_rounds": [m["qps"] for m in group],
+                "p50_ms": percentile(50),
+                "p95_ms": percentile(95),
+                "p99_ms": percentile(99),
+                "p99_ms_rounds": [m["p99_ms"] for m in group],
+                "max_ms": round(float(latencies.max()), 3) if len(latencies) else None,
+                "sources": dict(sorted(sources.items())),
+                "expected_source": group[0]["expected_source"],
+                "source_ok": all(m["source_ok"] for m in group),
+                "cpu_ms_per_request": cpu,
+                "qps_vs_echo": round(float(np.median(ratios)), 3) if ratios else None,
+                "qps_vs_echo_rounds": ratios,
+            }
+        )
+    return rows
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -514,10 +579,19 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ):  # fmt: skip
         found = row(traffic, concurrency)
         value = None if found is None else found[key]
+        per_round = [] if found is None else found[f"{key}_rounds"]
         passed = None
         if value is not None:
             passed = bool(value >= bound) if kind == ">=" else bool(value < bound)
-        out.append({"target": name, "measured": value, "bound": bound, "passed": passed})
+        out.append(
+            {
+                "target": name,
+                "measured": value,
+                "rounds": per_round,
+                "bound": bound,
+                "passed": passed,
+            }
+        )
     return out
 
 
@@ -576,7 +650,9 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         f"{setup['users']:,} user histories loaded into {setup['redis']}. Each load: one "
         "client process, N requests in flight (a closed loop over one grpc.aio channel), "
         f"{report['warmup_s']:g} s warm-up, then {report['seconds']:g} s (at most "
-        f"{report['max_requests']:,} requests); "
+        f"{report['max_requests']:,} requests), measured {report['rounds']} times with the "
+        "loads interleaved (echo, cache-miss, cache-hit at each concurrency, then the next "
+        "round); "
         f"`Recommend` with a user id, k = {K} and one excluded item "
         f"({setup['request_bytes']} bytes; answer {setup['response_bytes']} bytes).",
         "",
@@ -593,7 +669,10 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         f"**Client and servers share the machine's {machine['cpus']} cores** (and other jobs' "
         "load). The client is the same Python grpc.aio code for every row and is itself a large "
         "share of the CPU, so absolute QPS understate what the servers would do with a faster "
-        "client; the ratios to the echo ceiling at the same concurrency are the fair comparison.",
+        "client; the ratios to the echo ceiling at the same concurrency are the fair comparison. "
+        "The machine's speed drifts (the echo's QPS per round is listed), so each ratio is taken "
+        "within a round and the table shows the median round's (the range over rounds in "
+        "brackets); QPS and latencies pool every round.",
         "",
         "| server | traffic | in flight | requests | QPS | p50 (ms) | p95 (ms) | p99 (ms) | "
         "QPS / echo | answers |",
@@ -604,7 +683,14 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
             f"{name.removeprefix('SOURCE_')} {n:,}" for name, n in row["sources"].items()
         )
         check = "" if row["server"] == "echo" else (" ok" if row["source_ok"] else " **NOT ALL**")
-        ratio = "" if row["qps_vs_echo"] is None else f"{row['qps_vs_echo']:.0%}"
+        ratio = ""
+        if row["qps_vs_echo"] is not None and row["server"] != "echo":
+            spread = row["qps_vs_echo_rounds"]
+            ratio = f"{row['qps_vs_echo']:.0%}"
+            if len(spread) > 1:
+                ratio += f" ({min(spread):.0%}-{max(spread):.0%})"
+        elif row["server"] == "echo":
+            ratio = "100%"
         lines.append(
             f"| {row['server']} | {LABELS[(row['server'], row['traffic'])]} | "
             f"{row['concurrency']} | {row['requests']:,} | {row['qps']:,.0f} | "
@@ -630,14 +716,48 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
             f"{row['concurrency']} | " + " | ".join(f"{part:.3f}" for part in parts) + " | "
             f"{sum(parts):.3f} |"
         )
-    lines += ["", *_findings(rows), "", "| target | measured | result |", "|---|---:|---|"]
+    lines += [
+        "",
+        "Per round (each ratio against the echo load of its own round):",
+        "",
+        "| round | in flight | echo QPS | cache-miss QPS | / echo | cache-hit QPS | / echo | "
+        "cache-miss p99 (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_load = {
+        (m["round"], m["server"], m["traffic"], m["concurrency"]): m for m in setup["rounds"]
+    }
+    for round_number, concurrency in sorted(
+        {(m["round"], m["concurrency"]) for m in setup["rounds"]}
+    ):
+        echo = by_load.get((round_number, "echo", "miss", concurrency))
+        miss = by_load.get((round_number, "recsys", "miss", concurrency))
+        hit = by_load.get((round_number, "recsys", "hit", concurrency))
+        if echo is None or miss is None or hit is None:
+            continue
+        lines.append(
+            f"| {round_number} | {concurrency} | {echo['qps']:,.0f} | {miss['qps']:,.0f} | "
+            f"{miss['qps'] / echo['qps']:.0%} | {hit['qps']:,.0f} | {hit['qps'] / echo['qps']:.0%} "
+            f"| {miss['p99_ms']:.2f} |"
+        )
+    lines += [
+        "",
+        *_findings(rows),
+        "",
+        "| target | measured | over rounds | result |",
+        "|---|---:|---:|---|",
+    ]
     for target in report["targets"]:
-        value = target["measured"]
-        shown = "-" if value is None else (
-            f"{value:.0%}" if "QPS" in target["target"] else f"{value:.2f} ms"
-        )  # fmt: skip
+        value, spread = target["measured"], target["rounds"]
+        as_ratio = "QPS" in target["target"]
+
+        def shown(number: float, as_ratio: bool = as_ratio) -> str:
+            return f"{number:.0%}" if as_ratio else f"{number:.2f} ms"
+
+        measured = "-" if value is None else shown(value)
+        over = f"{shown(min(spread))}-{shown(max(spread))}" if len(spread) > 1 else "-"
         verdict = {True: "pass", False: "**FAIL**", None: "not measured"}[target["passed"]]
-        lines.append(f"| {target['target']} | {shown} | {verdict} |")
+        lines.append(f"| {target['target']} | {measured} | {over} | {verdict} |")
     lines += [""]
     if setup.get("server_model_runtime"):
         lines += [
@@ -706,7 +826,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
     artifact = _artifact(data)
     users, items = _users(data), _items(artifact)
     hot = users[:HOT_USERS]
-    rows: list[dict[str, Any]] = []
+    measurements: list[dict[str, Any]] = []
     with _redis(args.redis) as (redis_url, namespace, redis_kind):
         _recsys(
             "load-features", "--data", str(data), "--redis-url", redis_url,
@@ -735,36 +855,41 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
             assert echo.pid is not None
             pids = {"echo": echo.pid, "recsys": server.pid}
             salt = 0
-            for concurrency in args.concurrency:
-                for server_name, traffic in (
+            for round_number, concurrency, (server_name, traffic) in itertools.product(
+                range(1, args.rounds + 1),
+                args.concurrency,
+                (
                     ("echo", "miss"),
                     ("recsys", "miss"),
                     ("recsys", "hit"),
-                ):
-                    salt += 1000
-                    spec = LoadSpec(
-                        server=server_name,
-                        traffic=traffic,
-                        target=echo_target if server_name == "echo" else target,
-                        concurrency=concurrency,
-                        seconds=args.seconds,
-                        warmup_s=args.warmup,
-                        max_requests=args.max_requests,
-                        users=hot if traffic == "hit" else users,
-                        items=items,
-                        salt=salt,
-                        expect=""
-                        if server_name == "echo"
-                        else ("SOURCE_CACHE" if traffic == "hit" else "SOURCE_MODEL"),
-                    )
-                    result = _run_load(spec, pids[server_name], redis_url)
-                    rows.append(result)
-                    _log(
-                        f"{server_name:>6} {traffic:>4} x{concurrency:<3} {result['qps']:8,.0f} QPS"
-                        f"  p50 {result['p50_ms']:6.2f}  p95 {result['p95_ms']:6.2f}"
-                        f"  p99 {result['p99_ms']:6.2f} ms  {result['sources']}"
-                        f"  CPU ms/request {result['cpu_ms_per_request']}"
-                    )
+                ),
+            ):
+                salt += 1000
+                spec = LoadSpec(
+                    server=server_name,
+                    traffic=traffic,
+                    target=echo_target if server_name == "echo" else target,
+                    concurrency=concurrency,
+                    seconds=args.seconds,
+                    warmup_s=args.warmup,
+                    max_requests=args.max_requests,
+                    users=hot if traffic == "hit" else users,
+                    items=items,
+                    salt=salt,
+                    expect=""
+                    if server_name == "echo"
+                    else ("SOURCE_CACHE" if traffic == "hit" else "SOURCE_MODEL"),
+                )
+                result = _run_load(spec, pids[server_name], redis_url)
+                result["round"] = round_number
+                measurements.append(result)
+                _log(
+                    f"round {round_number}/{args.rounds} {server_name:>6} {traffic:>4} "
+                    f"x{concurrency:<3} {result['qps']:8,.0f} QPS"
+                    f"  p50 {result['p50_ms']:6.2f}  p95 {result['p95_ms']:6.2f}"
+                    f"  p99 {result['p99_ms']:6.2f} ms  {result['sources']}"
+                    f"  CPU ms/request {result['cpu_ms_per_request']}"
+                )
         finally:
             if echo is not None:
                 echo.terminate()
@@ -798,12 +923,24 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
         "request_bytes": sample.ByteSize(),
         "response_bytes": answer.ByteSize(),
     }
+    rows = _pooled(measurements)
+    for measurement in measurements:  # the pooled rows keep the latencies' percentiles
+        del measurement["latencies_ms"]
+    setup["rounds"] = measurements
     return rows, setup
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per load")
+    parser.add_argument(
+        "--seconds", type=float, default=SECONDS, help="measured seconds per load and round"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="times every load is measured, interleaved (targets use the median round)",
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds first")
     parser.add_argument("--max-requests", type=int, default=200_000, help="per load")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
@@ -827,18 +964,21 @@ def main() -> None:
         help="run the server under cProfile (event-loop thread) -> bench/.work/serve_load/",
     )
     args = parser.parse_args()
+    if args.rounds < 1 or args.seconds <= 0:
+        parser.error(f"--rounds must be >= 1 and --seconds > 0, got {args.rounds}, {args.seconds}")
     if not VIDEO_GAMES.is_file():
         print(f"[serve_load] skipped: {VIDEO_GAMES} is not there (the Video Games data)")
         return
     uptime_before, load_before = _uptime(), [round(x, 2) for x in os.getloadavg()]
     started = time.perf_counter()
     rows, setup = measure(args)
-    _ratios(rows)
     import grpc
     import torch
 
     command = ".venv/bin/python bench/serve_load.py"
-    if args.seconds != 20.0:
+    if args.rounds != ROUNDS:
+        command += f" --rounds {args.rounds}"
+    if args.seconds != SECONDS:
         command += f" --seconds {args.seconds:g}"
     if list(args.concurrency) != list(CONCURRENCY):
         command += " --concurrency " + " ".join(str(c) for c in args.concurrency)
@@ -850,6 +990,7 @@ def main() -> None:
         "created_at": datetime.now(UTC).isoformat(),
         "command": command,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "warmup_s": args.warmup,
         "max_requests": args.max_requests,
         "k": K,
@@ -873,7 +1014,8 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     full = (
-        args.seconds >= 20.0
+        args.seconds * args.rounds >= 20.0
+        and args.rounds >= ROUNDS
         and list(args.concurrency) == list(CONCURRENCY)
         and not args.server_args
     )
