@@ -42,6 +42,13 @@ def serve_command(
     max_wait_ms: Annotated[
         float, typer.Option(help="How long a micro-batch waits for more requests (0: none).")
     ] = _D.max_wait_ms,
+    read_hold_ms: Annotated[
+        float,
+        typer.Option(
+            help="While the model runs, Redis reads of new requests wait at most this long to "
+            "leave together when it ends (0: each read at once)."
+        ),
+    ] = _D.read_hold_ms,
     cache_ttl_s: Annotated[
         float, typer.Option(help="Lifetime of a cached answer in seconds (0: no cache).")
     ] = _D.cache_ttl_s,
@@ -85,6 +92,7 @@ def serve_command(
         max_batch_requests=max_batch_requests,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        read_hold_ms=read_hold_ms,
         cache_ttl_s=cache_ttl_s,
         near_cache_size=near_cache_size,
         redis_timeout_s=redis_timeout_s,

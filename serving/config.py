@@ -45,6 +45,11 @@ class ServeConfig:
     max_wait_ms: float = 0.0
     """How long a micro-batch waits for more requests before it runs. 0: it takes whatever
     arrived while the previous batch ran (batches grow with load, no added latency when idle)."""
+    read_hold_ms: float = 5.0
+    """While the model runs a batch, Redis reads of the requests that arrive meanwhile wait (this
+    long at most) and leave together when it ends: one write and one reply read instead of one
+    each (``serving.resp``). They cannot run before the next batch anyway; what it costs is one
+    Redis round trip before that batch. 0: every read leaves at once."""
     max_queue: int = 4096
     """Requests waiting for the model beyond which new ones get UNAVAILABLE (overload)."""
     torch_threads: int = 1
@@ -92,12 +97,18 @@ class ServeConfig:
             raise ConfigError(
                 f"--near-cache-size must be an integer >= 0, got {self.near_cache_size!r}"
             )
-        for name in ("max_wait_ms", "cache_ttl_s", "grace_s"):
+        for name in ("max_wait_ms", "read_hold_ms", "cache_ttl_s", "grace_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)!r}")
         for name in ("redis_timeout_s", "redis_retry_interval_s", "watch_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)!r}")
+        if self.read_hold_ms / 1000.0 >= self.redis_timeout_s / 2:
+            raise ConfigError(
+                f"--read-hold-ms must be below half of --redis-timeout-s "
+                f"({self.redis_timeout_s * 500:g} ms), got {self.read_hold_ms!r}: a held read "
+                "counts towards its timeout"
+            )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {self.port}")
         if not self.host:

@@ -251,6 +251,14 @@ class FeatureStore:
                 near.remember_answer(key, answer)
             self._hot.send("SET", key, answer, "PX", max(1, int(ttl_s * 1000)))
 
+    def hold_reads(self, limit_s: float) -> None:
+        """Hold the hot path's commands from now on, to leave together at ``release_reads``
+        (or ``limit_s`` later at most): see ``serving.resp``."""
+        self._hot.hold(limit_s)
+
+    def release_reads(self) -> None:
+        self._hot.release()
+
     def _near(self) -> NearCache | None:
         """The near cache, while it can be trusted: Redis up and tracking this connection."""
         if self.near is None or not self.available or not self._hot.tracking:
@@ -288,6 +296,13 @@ class FeatureStore:
         if self._probe is not None:
             self._probe.cancel()
         await self._hot.close()
+        counts = self._hot.counts
+        log.info(
+            "feature store hot path: %d commands in %d writes (%.1f a write)",
+            counts["commands"],
+            counts["writes"],
+            counts["commands"] / max(counts["writes"], 1),
+        )
         if self.near is not None:
             log.info(
                 "near cache: %s",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -193,12 +193,16 @@ class ModelRuntime:
         max_wait_ms: float,
         max_queue: int,
         explain_top: int,
+        on_forward: Callable[[bool], None] | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.explain_top = explain_top
+        self.on_forward = on_forward
+        """Called with True as a forward starts and False as it ends (the server holds Redis
+        reads in between, see ``serving.resp``)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._pending: list[tuple[ModelSnapshot, ModelJob]] = []
         self._running: list[tuple[ModelSnapshot, ModelJob]] = []
@@ -290,9 +294,15 @@ class ModelRuntime:
         self.stats["requests"] += len(live)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(live))
         for group_snapshot, jobs in _groups(live):
-            results = await loop.run_in_executor(
-                self._executor, run_batch, group_snapshot, jobs, self.explain_top
-            )
+            if self.on_forward is not None:
+                self.on_forward(True)
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, run_batch, group_snapshot, jobs, self.explain_top
+                )
+            finally:
+                if self.on_forward is not None:
+                    self.on_forward(False)
             for job, result in zip(jobs, results, strict=True):
                 if not job.future.done():
                     job.future.set_result(result)

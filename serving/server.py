@@ -142,6 +142,7 @@ class RecommenderApp:
             max_wait_ms=config.max_wait_ms,
             max_queue=config.max_queue,
             explain_top=config.explain_top,
+            on_forward=self._hold_reads_during_forwards if config.read_hold_ms > 0 else None,
         )
         self._runtime.start()
         service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))
@@ -159,6 +160,15 @@ class RecommenderApp:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         log.info("serving %s on %s:%d", SERVICE_NAME, config.host, self.port)
         return self.port
+
+    def _hold_reads_during_forwards(self, running: bool) -> None:
+        """Reads of requests that arrive during a forward leave together when it ends."""
+        if self._store is None:
+            return
+        if running:
+            self._store.hold_reads(self.config.read_hold_ms / 1000.0)
+        else:
+            self._store.release_reads()
 
     def _feature_store_health(self, available: bool) -> None:
         status = (

@@ -17,6 +17,8 @@ from serving.config import ServeConfig
         ({"max_batch_size": -1}, "--max-batch-size"),
         ({"max_history": True}, "--max-history"),
         ({"max_wait_ms": -0.5}, "--max-wait-ms"),
+        ({"read_hold_ms": -1}, "--read-hold-ms"),
+        ({"read_hold_ms": 300, "redis_timeout_s": 0.5}, "--read-hold-ms"),
         ({"redis_timeout_s": 0}, "--redis-timeout-s"),
         ({"near_cache_size": -1}, "--near-cache-size"),
         ({"port": 70000}, "--port"),

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -133,6 +134,88 @@ def test_fills_of_one_turn_leave_in_one_write_and_stay_ordered_with_reads(
         store.put_cached(keys[0], b"newer", ttl_s=30)
         assert await store.get_cached(keys[0]) == b"newer"
         assert [await store.get_cached(key) for key in keys[1:]] == [k.encode() for k in keys[1:]]
+
+    _with_store(redis_url, namespace, body)
+
+
+def _count_writes(store: FeatureStore) -> list[bytes]:
+    """Every socket write of the store's hot connection from now on."""
+    protocol = store._hot._protocol
+    assert protocol is not None and protocol.transport is not None
+    transport = protocol.transport
+    writes: list[bytes] = []
+    real_write = transport.write
+
+    def counting_write(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    transport.write = counting_write  # type: ignore[method-assign]
+    return writes
+
+
+def test_held_reads_leave_in_one_write_when_released(redis_url: str, namespace: str) -> None:
+    """What the server does while a forward runs: reads wait, then go out together."""
+
+    async def body(store: FeatureStore) -> None:
+        for user in range(5):
+            await store.append(f"user-{user}", [f"item-{user}"])
+        await store.read_user("user-0", None)  # the hot connection is open
+        writes = _count_writes(store)
+        store.hold_reads(limit_s=30)
+        reads = [asyncio.create_task(store.read_user(f"user-{u}", None)) for u in range(5)]
+        await asyncio.sleep(0.1)
+        assert writes == [] and not any(read.done() for read in reads)
+        store.release_reads()
+        states = await asyncio.wait_for(asyncio.gather(*reads), timeout=5)  # not the 30 s limit
+        assert [state.history for state in states] == [[f"item-{u}"] for u in range(5)]
+        assert len(writes) == 1 and writes[0].count(b"EVAL") == 5
+        assert store._hot.counts["commands"] >= store._hot.counts["writes"] + 4
+
+    _with_store(redis_url, namespace, body)
+
+
+def test_a_hold_ends_by_itself_at_its_limit(redis_url: str, namespace: str) -> None:
+    async def body(store: FeatureStore) -> None:
+        await store.append("u", ["a"])
+        await store.read_user("u", None)  # the hot connection is open
+        store.hold_reads(limit_s=0.2)
+        started = time.perf_counter()
+        state = await store.read_user("u", None)  # nobody releases: the limit does
+        waited = time.perf_counter() - started
+        assert state.history == ["a"]
+        assert 0.15 <= waited < 5.0
+        store.release_reads()  # a release after the limit is harmless
+        assert (await store.read_user("u", None)).history == ["a"]
+
+    _with_store(redis_url, namespace, body)
+
+
+def test_held_reads_fail_with_a_lost_connection_and_the_next_one_is_not_held(
+    redis_url: str, namespace: str
+) -> None:
+    async def body(store: FeatureStore) -> None:
+        await store.append("u", ["a"])
+        connection_id = await store._hot.execute("CLIENT", "ID")
+        store.hold_reads(limit_s=30)
+        held = asyncio.create_task(store.read_user("u", None))
+        await asyncio.sleep(0.05)
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            assert admin.client_kill_filter(_id=connection_id) == 1
+        finally:
+            admin.close()
+        with pytest.raises(FeatureStoreUnavailable):
+            await asyncio.wait_for(held, timeout=5)
+        deadline = time.monotonic() + 5
+        while True:  # the store marks itself down, probes, then reconnects unheld
+            try:
+                state = await asyncio.wait_for(store.read_user("u", None), timeout=5)
+                break
+            except FeatureStoreUnavailable:
+                assert time.monotonic() < deadline, "the store did not come back"
+                await asyncio.sleep(0.05)
+        assert state.history == ["a"]
 
     _with_store(redis_url, namespace, body)
 

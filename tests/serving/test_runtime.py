@@ -93,3 +93,31 @@ def test_a_failing_batch_fails_its_callers_and_the_runtime_keeps_serving(
     assert failure is not None and "model inference failed" in str(failure)
     assert getattr(failure, "code", None) == grpc.StatusCode.INTERNAL
     assert len(indices) == 3
+
+
+def test_every_forward_is_announced_before_and_after_even_when_it_fails(
+    snapshot: ModelSnapshot,
+) -> None:
+    """The server holds Redis reads between the two calls, so the second must always come."""
+
+    async def main() -> list[bool]:
+        events: list[bool] = []
+        runtime = ModelRuntime(
+            snapshot,
+            max_batch_size=8,
+            max_wait_ms=0,
+            max_queue=16,
+            explain_top=5,
+            on_forward=events.append,
+        )
+        runtime.start()
+        loop = asyncio.get_running_loop()
+        good = ModelJob([1, 2], 3, [], None, False, None, loop.create_future())
+        await runtime.infer(snapshot, good)
+        bad = ModelJob([10**6], 3, [], None, False, None, loop.create_future())
+        with pytest.raises(ServiceError):
+            await runtime.infer(snapshot, bad)
+        await runtime.close()
+        return events
+
+    assert asyncio.run(main()) == [True, False, True, False]
