@@ -1,7 +1,7 @@
 """Closed-loop gRPC load against ``recsys serve`` on the Video Games artifact, beside a minimal
 grpc.aio echo server with the same messages as the ceiling.
 
-    .venv/bin/python bench/serve_load.py               # 4 and 64 in flight, 3 x 7 s each: ~4 min
+    .venv/bin/python bench/serve_load.py               # 4 and 64 in flight, 5 x 4 s each: ~4 min
     .venv/bin/python bench/serve_load.py --rounds 1 --seconds 2   # a smoke run (~30 s cached)
 
 Setup (cached under ``bench/.work/serve_load/`` and reused): the prepared Video Games data
@@ -67,8 +67,8 @@ METHOD: Final = "/recsys.v1.Recommender/Recommend"
 K: Final = 10
 HOT_USERS: Final = 100
 CONCURRENCY: Final = (4, 64)
-ROUNDS: Final = 3
-SECONDS: Final = 7.0
+ROUNDS: Final = 5
+SECONDS: Final = 4.0
 TRAFFIC: Final = ("echo", "miss", "hit")
 TARGETS: Final = {"miss_qps_ratio_64": 0.5, "hit_qps_ratio_64": 0.7, "miss_p99_ms_4": 5.0}
 CALL_TIMEOUT_S: Final = 10.0

@@ -45,11 +45,12 @@ class ServeConfig:
     max_wait_ms: float = 0.0
     """How long a micro-batch waits for more requests before it runs. 0: it takes whatever
     arrived while the previous batch ran (batches grow with load, no added latency when idle)."""
-    read_hold_ms: float = 5.0
-    """While the model runs a batch, Redis reads of the requests that arrive meanwhile wait (this
-    long at most) and leave together when it ends: one write and one reply read instead of one
-    each (``serving.resp``). They cannot run before the next batch anyway; what it costs is one
-    Redis round trip before that batch. 0: every read leaves at once."""
+    read_hold_ms: float = 50.0
+    """While the model runs a batch, Redis reads of the requests that arrive meanwhile wait and
+    leave together when it ends (or after this long at most, a backstop for a slow forward): one
+    write and one reply read instead of one each (``serving.resp``). They cannot run before the
+    next batch anyway; what it costs is one Redis round trip before that batch. 0: every read
+    leaves at once."""
     max_queue: int = 4096
     """Requests waiting for the model beyond which new ones get UNAVAILABLE (overload)."""
     torch_threads: int = 1

@@ -16,9 +16,9 @@ transactions, health probes, bulk loads) uses redis-py.
 hold reads while the model runs a batch: a request that arrives during a forward cannot run
 before the next one, so its read only has to be back by then, and the reads of every request that
 arrived meanwhile leave in one write and come back in one reply read, instead of a system call
-(and one on Redis's side) each. On a 2-core host at 64 requests in flight that turned 1.6
-commands per write into 6.6 and raised cache-miss throughput from 33-40% to 50% of the echo
-ceiling (``bench/serve_load.py``).
+(and one on Redis's side) each. On a 2-core host at 64 requests in flight that turned 1.7
+commands per write into 14 and cut the CPU a cache miss costs (client, server and Redis) by a
+quarter (``bench/serve_load.py``, paired runs with ``--read-hold-ms 0``).
 
 With ``on_invalidate`` the connection speaks RESP3 with ``CLIENT TRACKING ON``: Redis pushes an
 ``invalidate`` message whenever a key this connection read changes, and the callback gets the
