@@ -27,6 +27,7 @@ from serving.redis_connection import EmbeddedRedis
 from serving.server import RecommenderApp
 
 if TYPE_CHECKING:
+    from serving.features import FeatureStore
     from tests.conftest import TinyRuns
 
 T = TypeVar("T")
@@ -54,6 +55,31 @@ def artifacts(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactor
         checkpoint = tiny_runs.trained(data, root / f"run{seed}", **TINY, seed=seed)
         paths.append(export_artifact(checkpoint, data, root / f"artifact{seed}"))
     return Artifacts(data=data, first=paths[0], second=paths[1])
+
+
+CountWrites = Callable[["FeatureStore"], list[bytes]]
+
+
+def _count_writes(store: FeatureStore) -> list[bytes]:
+    """Every socket write of the store's hot connection from now on (it must be open)."""
+    protocol = store._hot._protocol
+    assert protocol is not None and protocol.transport is not None
+    transport = protocol.transport
+    writes: list[bytes] = []
+    real_write = transport.write
+
+    def counting_write(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    transport.write = counting_write  # type: ignore[method-assign]
+    return writes
+
+
+@pytest.fixture
+def count_writes() -> CountWrites:
+    """``count_writes(store)``: the list that collects the hot connection's socket writes."""
+    return _count_writes
 
 
 def _answers(url: str) -> bool:

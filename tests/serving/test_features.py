@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 import redis
@@ -18,6 +18,9 @@ from recsys.errors import ConfigError
 from serving.errors import FeatureStoreUnavailable
 from serving.features import FeatureStore, UserState
 from serving.redis_connection import EmbeddedRedis, free_port
+
+if TYPE_CHECKING:
+    from tests.serving.conftest import CountWrites
 
 T = TypeVar("T")
 
@@ -100,7 +103,7 @@ def test_concurrent_reads_each_get_their_own_reply(redis_url: str, namespace: st
 
 
 def test_fills_of_one_turn_leave_in_one_write_and_stay_ordered_with_reads(
-    redis_url: str, namespace: str
+    redis_url: str, namespace: str, count_writes: CountWrites
 ) -> None:
     """Answers of one model batch resume in the same turn: their cache fills are one socket write,
     and a read issued in that turn after them still sees every fill (the wire keeps call order)."""
@@ -108,17 +111,7 @@ def test_fills_of_one_turn_leave_in_one_write_and_stay_ordered_with_reads(
     async def body(store: FeatureStore) -> None:
         keys = [store.keys.result_prefix(f"user-{n}", "m", "o") + "1" for n in range(10)]
         assert await store.get_cached(keys[0]) is None  # connected
-        protocol = store._hot._protocol
-        assert protocol is not None and protocol.transport is not None
-        transport = protocol.transport
-        writes: list[bytes] = []
-        real_write = transport.write
-
-        def counting_write(data: bytes | bytearray | memoryview) -> None:
-            writes.append(bytes(data))
-            real_write(data)
-
-        transport.write = counting_write  # type: ignore[method-assign]
+        writes = count_writes(store)
         batch_done = asyncio.Event()
 
         async def answer(key: str) -> None:
@@ -138,30 +131,16 @@ def test_fills_of_one_turn_leave_in_one_write_and_stay_ordered_with_reads(
     _with_store(redis_url, namespace, body)
 
 
-def _count_writes(store: FeatureStore) -> list[bytes]:
-    """Every socket write of the store's hot connection from now on."""
-    protocol = store._hot._protocol
-    assert protocol is not None and protocol.transport is not None
-    transport = protocol.transport
-    writes: list[bytes] = []
-    real_write = transport.write
-
-    def counting_write(data: bytes | bytearray | memoryview) -> None:
-        writes.append(bytes(data))
-        real_write(data)
-
-    transport.write = counting_write  # type: ignore[method-assign]
-    return writes
-
-
-def test_held_reads_leave_in_one_write_when_released(redis_url: str, namespace: str) -> None:
+def test_held_reads_leave_in_one_write_when_released(
+    redis_url: str, namespace: str, count_writes: CountWrites
+) -> None:
     """What the server does while a forward runs: reads wait, then go out together."""
 
     async def body(store: FeatureStore) -> None:
         for user in range(5):
             await store.append(f"user-{user}", [f"item-{user}"])
         await store.read_user("user-0", None)  # the hot connection is open
-        writes = _count_writes(store)
+        writes = count_writes(store)
         store.hold_reads(limit_s=30)
         reads = [asyncio.create_task(store.read_user(f"user-{u}", None)) for u in range(5)]
         await asyncio.sleep(0.1)

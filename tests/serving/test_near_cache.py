@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 import redis
@@ -17,6 +17,9 @@ import redis
 from serving.features import FeatureStore
 from serving.near_cache import NearCache
 from serving.redis_connection import EmbeddedRedis, free_port
+
+if TYPE_CHECKING:
+    from tests.serving.conftest import CountWrites
 
 T = TypeVar("T")
 
@@ -52,22 +55,6 @@ def _with_stores(
     return asyncio.run(main())
 
 
-def _count_writes(store: FeatureStore) -> list[bytes]:
-    """Every socket write of the store's hot connection from now on."""
-    protocol = store._hot._protocol
-    assert protocol is not None and protocol.transport is not None
-    transport = protocol.transport
-    writes: list[bytes] = []
-    real_write = transport.write
-
-    def counting_write(data: Any) -> None:
-        writes.append(bytes(data))
-        real_write(data)
-
-    transport.write = counting_write  # type: ignore[method-assign]
-    return writes
-
-
 async def _until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -101,13 +88,15 @@ def test_entries_are_bounded_expire_and_are_forgotten() -> None:
         NearCache(max_entries=0, ttl_s=1)
 
 
-def test_a_repeated_read_is_answered_without_a_round_trip(redis_url: str, namespace: str) -> None:
+def test_a_repeated_read_is_answered_without_a_round_trip(
+    redis_url: str, namespace: str, count_writes: CountWrites
+) -> None:
     async def body(store: FeatureStore) -> None:
         await store.append("u", ["a", "b"])
         prefix = store.keys.result_prefix("u", "m", "o")
         version = await _hit(store, "u", prefix, b"answer")
         await asyncio.sleep(0.01)  # the fill has left
-        writes = _count_writes(store)
+        writes = count_writes(store)
         for _ in range(3):
             state = await store.read_user("u", prefix)
             assert (state.version, state.cached) == (version, b"answer")
@@ -120,12 +109,14 @@ def test_a_repeated_read_is_answered_without_a_round_trip(redis_url: str, namesp
     _with_stores(redis_url, namespace, body)
 
 
-def test_without_a_near_cache_every_read_asks_redis(redis_url: str, namespace: str) -> None:
+def test_without_a_near_cache_every_read_asks_redis(
+    redis_url: str, namespace: str, count_writes: CountWrites
+) -> None:
     async def body(store: FeatureStore) -> None:
         prefix = store.keys.result_prefix("u", "m", "o")
         await _hit(store, "u", prefix, b"answer")
         await asyncio.sleep(0.01)
-        writes = _count_writes(store)
+        writes = count_writes(store)
         assert (await store.read_user("u", prefix)).cached == b"answer"
         assert len(writes) == 1
 
@@ -245,7 +236,7 @@ def test_a_lost_connection_empties_the_near_cache(redis_url: str, namespace: str
 
 
 def test_a_redis_that_cannot_track_is_used_without_the_near_cache(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, count_writes: CountWrites
 ) -> None:
     """A Redis without HELLO (as before 6, here a real one with the command disabled): answers
     still come, every one from Redis, and the log says why."""
@@ -257,7 +248,7 @@ def test_a_redis_that_cannot_track_is_used_without_the_near_cache(
             await _hit(store, "u", prefix, b"answer")
             await asyncio.sleep(0.01)
             assert not store._hot.tracking
-            writes = _count_writes(store)
+            writes = count_writes(store)
             assert (await store.read_user("u", prefix)).cached == b"answer"
             assert len(writes) == 1
 
