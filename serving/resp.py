@@ -59,9 +59,7 @@ class FeatureStoreUnreachable(FeatureStoreUnavailable):
 class _RespProtocol(asyncio.Protocol):
     """One open socket and the callers waiting for its replies, oldest first."""
 
-    def __init__(
-        self, on_invalidate: OnInvalidate | None = None, counts: dict[str, int] | None = None
-    ) -> None:
+    def __init__(self, on_invalidate: OnInvalidate | None, counts: dict[str, int]) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = hiredis.Reader()
         self.waiting: deque[tuple[float, asyncio.Future[Any], OnReply | None]] = deque()
@@ -73,8 +71,8 @@ class _RespProtocol(asyncio.Protocol):
         """Packed commands not yet written, in the order of ``waiting``'s tail."""
         self.held: asyncio.TimerHandle | None = None
         """While commands are held (``hold``): the timer that releases them at the latest."""
-        self.counts = counts if counts is not None else {"commands": 0, "writes": 0}
-        """Commands sent and the socket writes that carried them (batching at a glance)."""
+        self.counts = counts
+        """The connection's counters of commands sent and socket writes (``RespConnection``)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -166,9 +164,7 @@ class _RespProtocol(asyncio.Protocol):
             return
         self.closed = True
         self.unsent.clear()
-        if self.held is not None:
-            self.held.cancel()
-            self.held = None
+        self.release()  # stops the hold's timer; nothing is left to write
         failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
         while self.waiting:
             _, future, _ = self.waiting.popleft()
