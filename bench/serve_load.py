@@ -601,19 +601,21 @@ def _pooled(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def row(traffic: str, concurrency: int) -> dict[str, Any] | None:
-        return next(
-            (
-                r
-                for r in rows
-                if r["server"] == "recsys"
-                and r["traffic"] == traffic
-                and r["concurrency"] == concurrency
-            ),
-            None,
-        )
+def _row(
+    rows: list[dict[str, Any]], server: str, traffic: str, concurrency: int
+) -> dict[str, Any] | None:
+    """The pooled row of one load, if it was measured."""
+    return next(
+        (
+            r
+            for r in rows
+            if (r["server"], r["traffic"], r["concurrency"]) == (server, traffic, concurrency)
+        ),
+        None,
+    )
 
+
+def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name, traffic, concurrency, key, bound, kind in (
         ("cache-miss QPS >= 50% of echo at 64 in flight", "miss", 64, "qps_vs_echo",
@@ -623,7 +625,7 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ("cache-miss p99 < 5 ms at 4 in flight", "miss", 4, "p99_ms",
          TARGETS["miss_p99_ms_4"], "<"),
     ):  # fmt: skip
-        found = row(traffic, concurrency)
+        found = _row(rows, "recsys", traffic, concurrency)
         value = None if found is None else found[key]
         per_round = [] if found is None else found[f"{key}_rounds"]
         passed = None
@@ -649,10 +651,7 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
 
     lines = []
     for row in rows:
-        echo = next(
-            (r for r in rows if r["server"] == "echo" and r["concurrency"] == row["concurrency"]),
-            None,
-        )
+        echo = _row(rows, "echo", "miss", row["concurrency"])
         if row["server"] == "echo" or echo is None or total(row) <= 0:
             continue
         lines.append(
@@ -669,21 +668,10 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
 
 def _gap(rows: list[dict[str, Any]]) -> list[str]:
     """Where the gap between the echo ceiling and cache-miss goes: the model, then Redis."""
-
-    def find(server: str, traffic: str, concurrency: int) -> dict[str, Any] | None:
-        return next(
-            (
-                r
-                for r in rows
-                if (r["server"], r["traffic"], r["concurrency"]) == (server, traffic, concurrency)
-            ),
-            None,
-        )
-
     lines = []
     for concurrency in sorted({row["concurrency"] for row in rows}):
-        floor = find("model-only", "history", concurrency)
-        miss = find("recsys", "miss", concurrency)
+        floor = _row(rows, "model-only", "history", concurrency)
+        miss = _row(rows, "recsys", "miss", concurrency)
         if floor is None or miss is None or None in (floor["qps_vs_echo"], miss["qps_vs_echo"]):
             continue
         lines.append(
