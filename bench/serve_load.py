@@ -502,7 +502,8 @@ def _cpu(server_pid: int, redis_url: str) -> dict[str, float]:
 
 def _run_load(spec: LoadSpec, server_pid: int, redis_url: str) -> dict[str, Any]:
     """One load in a fresh client process; adds the CPU the server (event-loop thread / other
-    threads: the model worker and gRPC's) and Redis spent per request while it was measured."""
+    threads: the model's inter-op task and gRPC's) and Redis spent per request while it was
+    measured."""
     context = mp.get_context("spawn")
     results: mp.Queue[dict[str, Any]] = context.Queue()
     process = context.Process(target=_client_main, args=(spec, results), daemon=True)
@@ -659,7 +660,7 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
             f"{total(row):.2f} ms of CPU per request in all processes against the echo's "
             f"{total(echo):.2f} ms, so with both cores busy it can reach at most "
             f"{total(echo) / total(row):.0%} of the echo's QPS (measured "
-            f"{row['qps_vs_echo']:.0%}); model worker + gRPC threads "
+            f"{row['qps_vs_echo']:.0%}); model task + gRPC threads "
             f"{row['cpu_ms_per_request']['server_other']:.2f} ms, event loop "
             f"{row['cpu_ms_per_request']['server_loop']:.2f} ms."
         )
@@ -772,9 +773,9 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
     lines += [
         "",
         "Where the CPU goes: CPU milliseconds per answered request while each load was measured "
-        "(the client process; the server's event-loop thread; its other threads: the model "
-        "worker and gRPC's own; Redis, from its `INFO cpu`). With every core busy, a load's QPS "
-        "is bounded by the cores over its total.",
+        "(the client process; the server's event-loop thread; its other threads: the model's "
+        "inter-op task and gRPC's own; Redis, from its `INFO cpu`). With every core busy, a "
+        "load's QPS is bounded by the cores over its total.",
         "",
         "| server | traffic | in flight | client | server loop | server other threads | "
         "Redis | total |",

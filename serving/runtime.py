@@ -2,9 +2,11 @@
 
 Concurrent requests are gathered into one TorchScript forward: a batch takes every request that
 arrived while the previous one ran (up to ``max_batch_size``), optionally waiting ``max_wait_ms``
-for more, so batches grow with load and an idle server adds no delay. The forward runs in one
-worker thread, never on the event loop. A swap replaces the current ``ModelSnapshot`` between
-batches; a request keeps the snapshot it started with, so nothing in flight is dropped or mixed.
+for more, so batches grow with load and an idle server adds no delay. The forward runs as a
+TorchScript task on torch's inter-op thread pool, never on the event loop, one at a time
+(``serving.forward_task`` says why not in a Python worker thread). A swap replaces the current
+``ModelSnapshot`` between batches; a request keeps the snapshot it started with, so nothing in
+flight is dropped or mixed.
 
 Shape letters: B requests in a batch, W window width (<= max_len), E excluded items per row,
 A allowed items per row, K the largest k in the batch.
@@ -16,16 +18,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from recsys.export import Artifact, load_artifact, verify_loaded_artifact
 from serving.errors import DeadlineExceeded, ServiceError, Unavailable
+from serving.forward_task import TaskOutput, launch, right_aligned, script_task
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class ModelSnapshot:
         self.item_ids = artifact.item_ids
         self.index_of = {item_id: index for index, item_id in enumerate(artifact.item_ids) if index}
         self.popularity = artifact.popularity
+        self.task = script_task(artifact.module)
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     def to_indices(self, item_ids: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -108,46 +111,39 @@ def load_snapshot(path: Path) -> ModelSnapshot:
     return ModelSnapshot(artifact)
 
 
-def _right_aligned(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-    """Rows of indices -> int64 [B, width], right-aligned, 0-left-padded (longer rows keep the
-    end)."""
-    out = np.zeros((len(rows), width), dtype=np.int64)
-    for row, values in enumerate(rows):
-        if values:
-            window = values[-width:]
-            out[row, width - len(window) :] = window
-    return torch.from_numpy(out)
-
-
 def run_batch(
     snapshot: ModelSnapshot, jobs: Sequence[ModelJob], explain_top: int
 ) -> list[ModelResult]:
-    """One forward for jobs that all have, or all lack, an allow-list (runs in the worker).
-
-    Under ``torch.inference_mode`` (no autograd bookkeeping at all: ~50 us less per forward than
-    the module's own ``no_grad``).
-    """
-    with torch.inference_mode():
-        return _run_batch(snapshot, jobs, explain_top)
+    """One forward for jobs that all have, or all lack, an allow-list, waiting for it here (the
+    server's runtime awaits the task instead)."""
+    future = _launch(snapshot, jobs)
+    future.wait()
+    return _results(snapshot, jobs, future.value(), explain_top)
 
 
-def _run_batch(
-    snapshot: ModelSnapshot, jobs: Sequence[ModelJob], explain_top: int
-) -> list[ModelResult]:
-    max_len = snapshot.max_len
-    width = max(1, max(min(len(job.items), max_len) for job in jobs))
-    items = _right_aligned([job.items for job in jobs], width)  # [B, W]
-    exclude = _right_aligned([job.exclude for job in jobs], max(len(j.exclude) for j in jobs))
+def _launch(snapshot: ModelSnapshot, jobs: Sequence[ModelJob]) -> torch.futures.Future[Any]:
+    """Start the forward for ``jobs`` on torch's inter-op pool; returns at once."""
+    width = max(1, max(min(len(job.items), snapshot.max_len) for job in jobs))
     allow = None
     if jobs[0].allow is not None:
-        allow = _right_aligned(
+        allow = right_aligned(
             [job.allow or [] for job in jobs], max(len(j.allow or []) for j in jobs)
         )
-    k = max(job.k for job in jobs)
-    top_indices, top_scores = snapshot.module(items, k, exclude, False, allow)  # [B, K] each
-    all_indices: list[list[int]] = top_indices.tolist()
-    all_scores: list[list[float]] = top_scores.tolist()
-    explanations = _explanations(snapshot, jobs, items, explain_top)
+    return launch(
+        snapshot.task,
+        right_aligned([job.items for job in jobs], width),
+        max(job.k for job in jobs),
+        right_aligned([job.exclude for job in jobs], max(len(j.exclude) for j in jobs)),
+        allow,
+        [row for row, job in enumerate(jobs) if job.explain],
+    )
+
+
+def _results(
+    snapshot: ModelSnapshot, jobs: Sequence[ModelJob], output: TaskOutput, explain_top: int
+) -> list[ModelResult]:
+    all_indices, all_scores, weights = output
+    explanations = _explanations(snapshot, jobs, weights, explain_top)
     results = []
     for row, job in enumerate(jobs):
         indices = all_indices[row][: job.k]
@@ -160,21 +156,19 @@ def _run_batch(
 
 
 def _explanations(
-    snapshot: ModelSnapshot, jobs: Sequence[ModelJob], items: torch.Tensor, top: int
+    snapshot: ModelSnapshot, jobs: Sequence[ModelJob], weights: list[list[float]], top: int
 ) -> dict[int, list[Explanation]]:
+    """Per explained row: its ``top`` history items by attention weight (``weights`` holds one
+    row per job that asked, in batch order, over the newest min(len, max_len) items)."""
     rows = [row for row, job in enumerate(jobs) if job.explain]
-    if not rows:
-        return {}
-    _, mean = snapshot.module.explain(items[rows])  # [B', W]
-    weights: list[list[float]] = mean.tolist()
-    window: list[list[int]] = items[rows].tolist()
     out: dict[int, list[Explanation]] = {}
-    for row, row_weights, row_items in zip(rows, weights, window, strict=True):
-        width = len(row_items)
+    for row, row_weights in zip(rows, weights, strict=True):
+        width = len(row_weights)
+        window = right_aligned([jobs[row].items], width)[0]
         ranked = sorted(
             (
                 Explanation(index, weight, width - 1 - column)
-                for column, (index, weight) in enumerate(zip(row_items, row_weights, strict=True))
+                for column, (index, weight) in enumerate(zip(window, row_weights, strict=True))
                 if index != 0
             ),
             key=lambda entry: (-entry.weight, entry.position),
@@ -203,7 +197,8 @@ class ModelRuntime:
         self.on_forward = on_forward
         """Called with True as a forward starts and False as it ends (the server holds Redis
         reads in between, see ``serving.resp``)."""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._forward: torch.futures.Future[Any] | None = None
+        """The forward in progress, if any (``close`` waits for it)."""
         self._pending: list[tuple[ModelSnapshot, ModelJob]] = []
         self._running: list[tuple[ModelSnapshot, ModelJob]] = []
         self._wakeup = asyncio.Event()
@@ -218,7 +213,8 @@ class ModelRuntime:
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
 
     async def close(self) -> None:
-        """Stop taking work; fail whatever is queued or running; stop the worker thread."""
+        """Stop taking work; fail whatever is queued or running; wait for a forward in progress
+        (its task must not outlive the runtime: see ``serving.forward_task``)."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -239,7 +235,9 @@ class ModelRuntime:
                 job.future.set_exception(stopping)
         self._pending.clear()
         self._running = []
-        self._executor.shutdown(wait=True)
+        forward, self._forward = self._forward, None
+        if forward is not None and not forward.done():
+            await asyncio.to_thread(_wait_quietly, forward)
 
     async def infer(self, snapshot: ModelSnapshot, job: ModelJob) -> ModelResult:
         """Queue one job for the next batch and wait for its result."""
@@ -297,15 +295,33 @@ class ModelRuntime:
             if self.on_forward is not None:
                 self.on_forward(True)
             try:
-                results = await loop.run_in_executor(
-                    self._executor, run_batch, group_snapshot, jobs, self.explain_top
-                )
+                output = await self._forward_on_pool(loop, group_snapshot, jobs)
             finally:
                 if self.on_forward is not None:
                     self.on_forward(False)
+            results = _results(group_snapshot, jobs, output, self.explain_top)
             for job, result in zip(jobs, results, strict=True):
                 if not job.future.done():
                     job.future.set_result(result)
+
+    async def _forward_on_pool(
+        self, loop: asyncio.AbstractEventLoop, snapshot: ModelSnapshot, jobs: list[ModelJob]
+    ) -> TaskOutput:
+        """Run one forward as an inter-op task; the loop is free until its callback wakes it."""
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: torch.futures.Future[Any]) -> None:  # runs on the inter-op thread
+            try:
+                loop.call_soon_threadsafe(_settle, finished)
+            except RuntimeError:  # the loop closed while the forward ran: nobody waits
+                pass
+
+        self._forward = _launch(snapshot, jobs)
+        self._forward.add_done_callback(wake)
+        await finished
+        output: TaskOutput = self._forward.value()  # raises the task's error
+        self._forward = None
+        return output
 
     async def swap(self, path: Path) -> ModelSnapshot:
         """Verify and load the artifact at ``path`` off the loop, then serve it.
@@ -337,3 +353,16 @@ def _groups(
             groups[key] = (snapshot, [])
         groups[key][1].append(job)
     return list(groups.values())
+
+
+def _settle(finished: asyncio.Future[None]) -> None:
+    if not finished.done():  # not cancelled by close()
+        finished.set_result(None)
+
+
+def _wait_quietly(forward: torch.futures.Future[Any]) -> None:
+    """Block until ``forward`` completes; its error, if any, was or will be reported elsewhere."""
+    try:
+        forward.wait()
+    except Exception:  # noqa: BLE001, S110 - only its completion matters here
+        pass
