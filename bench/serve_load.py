@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import multiprocessing as mp
 import os
@@ -403,6 +404,10 @@ async def _load(spec: LoadSpec, events: mp.Queue[dict[str, Any]]) -> dict[str, A
 
     from serving.proto.recsys.v1 import recommender_pb2 as pb
 
+    # The client's own collector pauses (a 45-50 ms full collection over its imports, seen in
+    # one client of five) would be measured as latency of whichever server it was loading.
+    gc.collect()
+    gc.freeze()
     async with grpc.aio.insecure_channel(spec.target) as channel:
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, pb.RecommendResponse]
         call = channel.unary_unary(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,20 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 """``recsys.v1.Recommender``"""
 FEATURE_STORE_HEALTH = "recsys.v1.Recommender/feature-store"
 """Health entry that tells whether Redis is reachable (the service itself stays SERVING)."""
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
+
+    The imports (torch, numpy, grpc, protobuf) and the loaded model leave ~10^6 long-lived
+    objects, and every full collection walked all of them: 100-250 ms with the server stopped,
+    measured under load (up to the p99 of a whole 4 s load at 64 in flight). Frozen, they are
+    never walked again; a full collection then costs in proportion to what serving itself keeps
+    (the near cache). Unreachable cycles are collected first, so nothing garbage is frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("gc: %d startup objects frozen, never walked again", gc.get_freeze_count())
 
 
 def create_server(
@@ -147,6 +162,7 @@ class RecommenderApp:
         self._runtime.start()
         service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))
         self._server, self.port = create_server(config, service, self.health)
+        freeze_startup_heap()
         await self._server.start()
         store_status = (
             health_pb2.HealthCheckResponse.SERVING
