@@ -72,7 +72,7 @@ def test_popularity_fallback_honours_exclude_and_allow(snapshot: ModelSnapshot) 
 def test_a_failing_batch_fails_its_callers_and_the_runtime_keeps_serving(
     snapshot: ModelSnapshot,
 ) -> None:
-    async def main() -> tuple[BaseException | None, list[int]]:
+    async def main() -> tuple[BaseException | None, list[int], dict[str, float]]:
         runtime = ModelRuntime(
             snapshot, max_batch_size=8, max_wait_ms=0, max_queue=16, explain_top=5
         )
@@ -87,12 +87,14 @@ def test_a_failing_batch_fails_its_callers_and_the_runtime_keeps_serving(
         good = ModelJob([1, 2], 3, [], None, False, None, loop.create_future())
         result = await runtime.infer(snapshot, good)
         await runtime.close()
-        return failure, result.indices
+        return failure, result.indices, runtime.stats
 
-    failure, indices = asyncio.run(main())
+    failure, indices, stats = asyncio.run(main())
     assert failure is not None and "model inference failed" in str(failure)
     assert getattr(failure, "code", None) == grpc.StatusCode.INTERNAL
     assert len(indices) == 3
+    assert (stats["batches"], stats["requests"]) == (2, 2)
+    assert stats["forward_s"] > 0  # the shutdown log reports the time a forward takes
 
 
 def test_every_forward_is_announced_before_and_after_even_when_it_fails(
