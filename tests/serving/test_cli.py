@@ -96,6 +96,7 @@ def test_serve_process_reloads_on_sighup_and_drains_on_sigterm(
         assert process.wait(timeout=30) == 0, log.read_text()
         text = log.read_text()
         assert "shutting down" in text and "server stopped" in text
+        assert "model forwards: 1 inter-op thread(s), 1 intra-op thread(s)" in text
     finally:
         if process.poll() is None:
             process.kill()
