@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from pipelines.cli import COMMANDS
 
 if TYPE_CHECKING:
     from tests.pipelines.conftest import RunRecsys, UserErrorCheck
@@ -38,6 +43,52 @@ def test_top_level_help_lists_the_subcommands(run_recsys: RunRecsys) -> None:
     assert result.returncode == 0
     for command in SUBCOMMANDS:
         assert command in result.stdout
+
+
+def test_the_registry_holds_every_subcommand_with_its_docstring_summary() -> None:
+    assert list(COMMANDS) == SUBCOMMANDS
+    for name, entry in COMMANDS.items():
+        doc = inspect.getdoc(entry.load()) or ""
+        first_paragraph = " ".join(doc.split("\n\n")[0].split())
+        assert entry.summary == first_paragraph, f"{name}: listing and docstring differ"
+
+
+HEAVY_MODULES = ("torch", "pytorch_lightning", "matplotlib", "polars")
+
+
+@pytest.mark.parametrize(
+    ("args", "needed"),
+    [
+        (["--help"], []),
+        (["recommend", "--help"], []),
+        (["health", "--help"], []),
+        (["serve", "--help"], ["polars", "torch"]),  # the server loads the model
+    ],
+)
+def test_the_client_commands_and_the_listing_import_no_training_stack(
+    args: list[str], needed: list[str]
+) -> None:
+    # In a fresh interpreter: what `recsys ARGS` has imported by the time it exits.
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from pipelines.cli import app\n"
+        f"result = CliRunner().invoke(app, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert loaded == repr(needed), f"recsys {' '.join(args)} imported {loaded}"
+
+
+def test_a_mistyped_command_names_the_closest_one(run_recsys: RunRecsys) -> None:
+    result = run_recsys("recomend", "--user", "u1")
+    assert result.returncode == 2
+    assert "No such command 'recomend'. Did you mean 'recommend'?" in result.stderr
 
 
 def test_synth_then_prepare_end_to_end(
