@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 JOB_SCRIPT = ROOT / "pipelines" / "docker_job.sh"
-COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+CLI = typer.main.get_command(app)
 
 
 def compose() -> dict[str, Any]:
@@ -48,8 +48,8 @@ def parse_recsys(argv: list[str]) -> dict[str, Any]:
     """``{flag: parsed value}`` of ``recsys SUB ARGS...`` (every option, defaults included);
     an unknown flag, a bad value or a missing required option raises."""
     sub, *args = argv
-    assert sub in COMMANDS, f"recsys has no subcommand {sub!r}"
-    command = COMMANDS[sub]
+    command = CLI.get_command(CLI.context_class(CLI), sub)  # type: ignore[attr-defined]
+    assert command is not None, f"recsys has no subcommand {sub!r}"
     params = command.make_context(f"recsys {sub}", list(args)).params
     return {max(p.opts, key=len): params[p.name] for p in command.params if p.name in params}
 
