@@ -44,7 +44,7 @@ class BatchForward(nn.Module):
         exclude: list[list[int]],
         allow: Optional[list[list[int]]],  # noqa: UP045 - TorchScript
         explain_rows: list[int],
-    ) -> tuple[list[list[int]], list[list[float]], list[list[float]]]:
+    ) -> TaskOutput:
         window = torch.tensor(items, dtype=torch.long)  # [B, W]
         allowed: Optional[torch.Tensor] = None  # noqa: UP045 - TorchScript
         if allow is not None:
@@ -69,7 +69,7 @@ class BatchForward(nn.Module):
         exclude: list[list[int]],
         allow: Optional[list[list[int]]],  # noqa: UP045 - TorchScript
         explain_rows: list[int],
-    ) -> torch.jit.Future[tuple[list[list[int]], list[list[float]], list[list[float]]]]:
+    ) -> torch.jit.Future[TaskOutput]:
         return torch.jit.fork(  # type: ignore[no-untyped-call]
             self.run, items, k, exclude, allow, explain_rows
         )
