@@ -72,6 +72,7 @@ SHARED_REDIS: Final = "redis://127.0.0.1:6379/0"
 METHOD: Final = "/recsys.v1.Recommender/Recommend"
 K: Final = 10
 HOT_USERS: Final = 100
+FIRST_REQUESTS: Final = 3
 CONCURRENCY: Final = (4, 64)
 ROUNDS: Final = 5
 SECONDS: Final = 4.0
@@ -844,6 +845,13 @@ def _write(report: dict[str, Any], results: Path, stem: str) -> None:
             f"Server's model runtime over the whole run: {setup['server_model_runtime']}.",
             "",
         ]
+    if setup.get("first_requests_ms"):
+        lines += [
+            "The server's first cache-miss answers after its start, one at a time (ms): "
+            + ", ".join(f"{ms:.2f}" for ms in setup["first_requests_ms"])
+            + " (the model is compiled and warmed up before the server serves).",
+            "",
+        ]
     if report.get("notes"):
         lines += [f"Note: {note}" for note in report["notes"]] + [""]
     lines += [
@@ -928,8 +936,12 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
             with grpc.insecure_channel(target) as channel:
                 stub = pb_grpc.RecommenderStub(channel)
                 info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
-                sample = pb.RecommendRequest(user_id=users[-1], k=K, exclude=[items[0]])
-                answer = stub.Recommend(sample, timeout=10)
+                first_ms = []  # the model's first forwards (a cold model compiles in them)
+                for user in users[-FIRST_REQUESTS:]:
+                    sample = pb.RecommendRequest(user_id=user, k=K, exclude=[items[0]])
+                    started = time.perf_counter()
+                    answer = stub.Recommend(sample, timeout=10)
+                    first_ms.append(round(1000 * (time.perf_counter() - started), 2))
             if answer.source != pb.SOURCE_MODEL or len(answer.items) != K:
                 raise SystemExit(f"unexpected sample answer: {answer}")
             with grpc.insecure_channel(model_only_target) as channel:
@@ -1007,6 +1019,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
     )
     setup = {
         "server_model_runtime": runtime_line,
+        "first_requests_ms": first_ms,
         "artifact": str(artifact.relative_to(REPO_ROOT)),
         "model_version": info.model_version,
         "num_items": info.num_items,

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from recsys.export import Artifact, load_artifact, verify_loaded_artifact
+from recsys.export import Artifact, ArtifactError, load_artifact, verify_loaded_artifact
 from serving.errors import DeadlineExceeded, ServiceError, Unavailable
-from serving.forward_task import TaskOutput, launch, right_aligned, script_task
+from serving.forward_task import TaskOutput, launch, right_aligned, script_task, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class ModelSnapshot:
         self.index_of = {item_id: index for index, item_id in enumerate(artifact.item_ids) if index}
         self.popularity = artifact.popularity
         self.task = script_task(artifact.module)
+        warm_up(self.task, self.max_len)
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     def to_indices(self, item_ids: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -108,7 +109,10 @@ def load_snapshot(path: Path) -> ModelSnapshot:
     """Verify an artifact (checksums + smoke inference) and load it; raises ``ArtifactError``."""
     artifact = load_artifact(path)  # checksums checked here, so verification need not reload
     verify_loaded_artifact(artifact)
-    return ModelSnapshot(artifact)
+    try:
+        return ModelSnapshot(artifact)
+    except RuntimeError as err:  # the warm-up forwards failed: TorchScript raises RuntimeError
+        raise ArtifactError(f"{path}: the model failed its warm-up forwards: {err}") from err
 
 
 def run_batch(
