@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
+from recsys.errors import ArtifactError
+from serving import runtime
 from serving.forward_task import launch, right_aligned, script_task, warm_up
 from serving.runtime import load_snapshot
 
@@ -85,6 +87,19 @@ def test_the_warm_up_raises_what_the_model_raises() -> None:
     task = script_task(torch.jit.script(_FailsOnTwoRows()))
     with pytest.raises(RuntimeError, match="cannot batch"):
         warm_up(task, max_len=4)
+
+
+def test_an_artifact_whose_warm_up_fails_is_refused(
+    artifacts: Artifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A swap keeps the current model when the new one cannot run (``ModelRuntime.swap``)."""
+
+    def failing(task: torch.jit.ScriptModule, max_len: int) -> None:
+        raise RuntimeError("cannot batch")
+
+    monkeypatch.setattr(runtime, "warm_up", failing)
+    with pytest.raises(ArtifactError, match="failed its warm-up forwards: cannot batch"):
+        load_snapshot(artifacts.first)
 
 
 _EXIT_RIGHT_AFTER_FORWARDS = textwrap.dedent(
