@@ -936,7 +936,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, A
             with grpc.insecure_channel(target) as channel:
                 stub = pb_grpc.RecommenderStub(channel)
                 info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
-                first_ms = []  # the model's first forwards (a cold model compiles in them)
+                first_ms = []  # the first forwards: a model not warmed at load compiled in them
                 for user in users[-FIRST_REQUESTS:]:
                     sample = pb.RecommendRequest(user_id=user, k=K, exclude=[items[0]])
                     started = time.perf_counter()

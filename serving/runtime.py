@@ -76,7 +76,12 @@ class ModelSnapshot:
         self.index_of = {item_id: index for index, item_id in enumerate(artifact.item_ids) if index}
         self.popularity = artifact.popularity
         self.task = script_task(artifact.module)
-        warm_up(self.task, self.max_len)
+        try:
+            warm_up(self.task, self.max_len)
+        except RuntimeError as err:  # what TorchScript raises
+            raise ArtifactError(
+                f"{artifact.path}: the model failed its warm-up forwards: {err}"
+            ) from err
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
 
     def to_indices(self, item_ids: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -109,10 +114,7 @@ def load_snapshot(path: Path) -> ModelSnapshot:
     """Verify an artifact (checksums + smoke inference) and load it; raises ``ArtifactError``."""
     artifact = load_artifact(path)  # checksums checked here, so verification need not reload
     verify_loaded_artifact(artifact)
-    try:
-        return ModelSnapshot(artifact)
-    except RuntimeError as err:  # the warm-up forwards failed: TorchScript raises RuntimeError
-        raise ArtifactError(f"{path}: the model failed its warm-up forwards: {err}") from err
+    return ModelSnapshot(artifact)
 
 
 def run_batch(
