@@ -3,7 +3,8 @@
 Everything here is TorchScript-compatible (typed, no ``**kwargs``), because the backbone built
 from these blocks is what ``recsys.export`` scripts.
 
-Shape letters: B batch, L sequence length, H hidden size, N heads, D head size (H / N).
+Shape letters: B batch, L sequence length, T tokens kept of the B x L positions (``Tokens``),
+H hidden size, N heads, D head size (H / N).
 """
 
 from __future__ import annotations
@@ -15,6 +16,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.dropout import FastDropout, fast_dropout
+
+
+class Tokens:
+    """The positions of a right-aligned [B, L] batch whose states the newest positions read:
+    every real item and each row's newest column (a row of padding only still has a query).
+
+    Position-wise work (embeddings, projections, feed-forward, norms) runs on these T tokens
+    packed as [T, H] rows; only attention needs the [B, L] grid. Histories are much shorter
+    than the longest in their batch (Video Games: 63% of a 16-row batch is padding), so this
+    skips most of the work. On CUDA every position is kept: listing the real ones would wait
+    for the device (``nonzero``), and padding costs a GPU little.
+    """
+
+    def __init__(self, items: torch.Tensor) -> None:
+        batch, length = items.shape
+        self.batch = batch
+        self.length = length
+        if items.is_cuda:
+            keep = torch.ones_like(items, dtype=torch.bool)
+            where = torch.arange(batch * length, device=items.device)
+        else:
+            keep = items != 0
+            keep[:, -1] = True
+            where = keep.flatten().nonzero().squeeze(1)
+        self.where = where  # [T] flat grid positions
+        self.newest = keep.sum(dim=1).cumsum(dim=0) - 1  # [B] each row's newest token in [T]
+
+    def to_grid(self, packed: torch.Tensor) -> torch.Tensor:
+        """[T, C] -> [B, L, C], zeros at the positions left out."""
+        width = packed.size(1)
+        if packed.size(0) == self.batch * self.length:  # nothing left out
+            return packed.view(self.batch, self.length, width)
+        grid = packed.new_zeros(self.batch * self.length, width)
+        return grid.index_copy_(0, self.where, packed).view(self.batch, self.length, width)
+
+    def from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """[B, L, C] -> [T, C]."""
+        flat = grid.reshape(self.batch * self.length, grid.size(2))
+        if self.where.size(0) == flat.size(0):
+            return flat
+        return flat.index_select(0, self.where)
 
 
 class CausalSelfAttention(nn.Module):
@@ -29,8 +71,12 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(hidden_size, hidden_size)
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, length, hidden = x.shape
-        q, k, v = self.qkv(x).split(hidden, dim=-1)  # 3 x [B, L, H]
+        return self._split_heads(self.qkv(x))
+
+    def _split_heads(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[B, L, 3H] projections -> q, k, v, each [B, N, L, D]."""
+        batch, length, _ = qkv.shape
+        q, k, v = qkv.chunk(3, dim=-1)  # 3 x [B, L, H]
         shape = (batch, length, self.n_heads, self.head_size)
         return (
             q.view(shape).transpose(1, 2),  # [B, N, L, D]
@@ -56,12 +102,27 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y)
 
     @torch.jit.export
-    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        """``forward`` for the last position's query only: [B, L, H] -> [B, 1, H] (eval)."""
-        batch, length, hidden = x.shape
-        q, k, v = self._heads(x)
+    def forward_tokens(
+        self, x: torch.Tensor, tokens: Tokens, attn_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward`` (eval) over packed tokens: [T, H] -> [T, H].
+
+        The projections run on the tokens only; attention runs on the [B, L] grid, where the
+        left-out positions are zero vectors that no kept query attends (``attention_mask``).
+        """
+        q, k, v = self._split_heads(tokens.to_grid(self.qkv(x)))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, N, L, D]
+        y = y.transpose(1, 2).reshape(tokens.batch, tokens.length, x.size(1))  # [B, L, H]
+        return self.proj(tokens.from_grid(y))
+
+    @torch.jit.export
+    def forward_newest(
+        self, x: torch.Tensor, tokens: Tokens, attn_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward_tokens`` for each row's newest position's query only: [T, H] -> [B, H]."""
+        q, k, v = self._split_heads(tokens.to_grid(self.qkv(x)))
         y = F.scaled_dot_product_attention(q[:, :, -1:, :], k, v, attn_mask=attn_mask[:, :, -1:, :])
-        return self.proj(y.transpose(1, 2).reshape(batch, 1, hidden))
+        return self.proj(y.transpose(1, 2).reshape(tokens.batch, x.size(1)))  # [B, H]
 
     @torch.jit.export
     def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
@@ -108,20 +169,39 @@ class TransformerBlock(nn.Module):
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
 
     @torch.jit.export
-    def forward_last(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        """The block's output at the last position only: [B, L, H] -> [B, 1, H].
+    def forward_tokens(
+        self, x: torch.Tensor, tokens: Tokens, attn_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward`` over packed tokens: [T, H] -> [T, H] (see ``Tokens``)."""
+        if self.norm_first:
+            x = x + self.dropout(
+                self.attention.forward_tokens(self.attention_norm(x), tokens, attn_mask)
+            )
+            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        x = self.attention_norm(
+            x + self.dropout(self.attention.forward_tokens(x, tokens, attn_mask))
+        )
+        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
 
-        Keys and values still come from every position; the query, the residuals and the
+    @torch.jit.export
+    def forward_newest(
+        self, x: torch.Tensor, tokens: Tokens, attn_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The block's output at each row's newest position only: [T, H] -> [B, H].
+
+        Keys and values still come from every token; the query, the residuals and the
         feed-forward are computed for the newest one only (what next-item scoring reads).
         """
-        last = x[:, -1:, :]  # [B, 1, H]
+        newest = x.index_select(0, tokens.newest)  # [B, H]
         if self.norm_first:
-            last = last + self.dropout(
-                self.attention.forward_last(self.attention_norm(x), attn_mask)
+            newest = newest + self.dropout(
+                self.attention.forward_newest(self.attention_norm(x), tokens, attn_mask)
             )
-            return last + self.dropout(self.feed_forward(self.feed_forward_norm(last)))
-        last = self.attention_norm(last + self.dropout(self.attention.forward_last(x, attn_mask)))
-        return self.feed_forward_norm(last + self.dropout(self.feed_forward(last)))
+            return newest + self.dropout(self.feed_forward(self.feed_forward_norm(newest)))
+        newest = self.attention_norm(
+            newest + self.dropout(self.attention.forward_newest(x, tokens, attn_mask))
+        )
+        return self.feed_forward_norm(newest + self.dropout(self.feed_forward(newest)))
 
     @torch.jit.export
     def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:

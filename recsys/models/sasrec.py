@@ -17,7 +17,7 @@ from torch import nn
 
 from recsys.models.config import SASRecConfig
 from recsys.models.dropout import FastDropout
-from recsys.models.layers import TransformerBlock, attention_mask
+from recsys.models.layers import Tokens, TransformerBlock, attention_mask
 
 
 class SASRec(nn.Module):
@@ -71,13 +71,25 @@ class SASRec(nn.Module):
         return cls(SASRecConfig.from_dict(values))
 
     def _embed(self, items: torch.Tensor) -> torch.Tensor:
-        length = items.size(1)
+        """[B, L] -> [B, L, H]."""
+        first = self._first_position(items.size(1))
+        positions = torch.arange(first, self.max_len, device=items.device)  # [L]
+        return self._embedding(items, positions.unsqueeze(0))
+
+    def _embed_tokens(self, items: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        """[B, L] -> [T, H]: the embeddings of ``tokens`` only."""
+        first = self._first_position(tokens.length)
+        ids = items.reshape(-1).index_select(0, tokens.where)  # [T]
+        return self._embedding(ids, tokens.where % tokens.length + first)
+
+    def _first_position(self, length: int) -> int:
         if length > self.max_len:
             raise ValueError("sequence length exceeds the model's max_len")
-        positions = torch.arange(self.max_len - length, self.max_len, device=items.device)  # [L]
-        x = self.item_embedding(items) * math.sqrt(self.hidden_size)  # [B, L, H]
-        x = x + self.position_embedding(positions).unsqueeze(0)
-        return self.embedding_dropout(x)
+        return self.max_len - length
+
+    def _embedding(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = self.item_embedding(items) * math.sqrt(self.hidden_size)
+        return self.embedding_dropout(x + self.position_embedding(positions))
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """items: [B, L] right-aligned item indices -> hidden states [B, L, H].
@@ -101,19 +113,21 @@ class SASRec(nn.Module):
     def last_hidden(self, items: torch.Tensor) -> torch.Tensor:
         """The hidden state of the newest position only: [B, L] -> [B, H].
 
-        Equal to ``forward(items)[:, -1]``, but the last block computes only that position's
-        query, residuals and feed-forward (the other positions are read as keys and values).
+        Equal to ``forward(items)[:, -1]``, with two savings: padding positions are left out
+        of all position-wise work (``Tokens``), and the last block computes only the newest
+        position's query, residuals and feed-forward (the others are read as keys and values).
         """
         mask = attention_mask(items)  # [B, 1, L, L]
-        x = self._embed(items)
+        tokens = Tokens(items)
+        x = self._embed_tokens(items, tokens)  # [T, H]
         n_blocks = len(self.blocks)
         for index, block in enumerate(self.blocks):
+            # TorchScript knows each block's type; mypy only sees an nn.Module.
             if index == n_blocks - 1:
-                # TorchScript knows each block's type; mypy only sees an nn.Module.
-                x = block.forward_last(x, mask)  # type: ignore[operator]
+                x = block.forward_newest(x, tokens, mask)  # type: ignore[operator]
             else:
-                x = block(x, mask)
-        return self.final_norm(x)[:, -1, :]
+                x = block.forward_tokens(x, tokens, mask)  # type: ignore[operator]
+        return self.final_norm(x)  # [B, H]
 
     @torch.jit.export
     def score_next(self, items: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch
 
 from recsys.errors import ConfigError
 from recsys.models import SASRec, SASRecConfig
+from recsys.models.layers import Tokens
 
 
 @pytest.fixture
@@ -46,11 +47,40 @@ def test_newest_position_alone_equals_the_full_forward(norm_first: bool) -> None
         num_items=30, max_len=8, hidden_size=16, n_heads=2, n_blocks=3, norm_first=norm_first
     )
     model = SASRec(config).eval()
-    items = torch.tensor([[0, 0, 0, 4, 8, 15, 16, 23], [1, 2, 3, 4, 5, 6, 7, 8], [0] * 7 + [9]])
-    with torch.no_grad():
-        full = model(items)[:, -1, :]
-        assert torch.allclose(model.last_hidden(items), full, atol=1e-5)
-        assert torch.allclose(model.score_next(items), model.item_scores(full), atol=1e-4)
+    batches = [
+        # padded rows of every length, a full one, padding inside a row, padding only
+        torch.tensor(
+            [
+                [0, 0, 0, 4, 8, 15, 16, 23],
+                [1, 2, 3, 4, 5, 6, 7, 8],
+                [0] * 7 + [9],
+                [0, 0, 5, 0, 6, 0, 0, 7],
+                [0] * 8,
+            ]
+        ),
+        torch.tensor([[1, 2, 3], [4, 5, 6]]),  # no padding: nothing is left out
+    ]
+    for items in batches:
+        with torch.no_grad():
+            full = model(items)[:, -1, :]
+            assert torch.allclose(model.last_hidden(items), full, atol=1e-5)
+            assert torch.allclose(model.score_next(items), model.item_scores(full), atol=1e-4)
+        scripted = torch.jit.script(model)
+        with torch.no_grad():
+            assert torch.allclose(scripted.last_hidden(items), full, atol=1e-5)
+
+
+def test_tokens_keep_real_items_and_each_newest_position() -> None:
+    items = torch.tensor([[0, 0, 3, 4], [0, 5, 0, 6], [0, 0, 0, 0]])
+    tokens = Tokens(items)
+    assert tokens.where.tolist() == [2, 3, 5, 7, 11]
+    assert tokens.newest.tolist() == [1, 3, 4]  # the rows' newest tokens among the five
+    packed = torch.arange(10.0).view(5, 2)
+    grid = tokens.to_grid(packed)
+    assert grid.shape == (3, 4, 2)
+    assert grid[0, 2].tolist() == [0.0, 1.0] and grid[2, 3].tolist() == [8.0, 9.0]
+    assert grid[1, 2].tolist() == [0.0, 0.0]  # left out: zeros
+    assert torch.equal(tokens.from_grid(grid), packed)
 
 
 def test_scores_never_recommend_padding(model: SASRec) -> None:
