@@ -40,8 +40,18 @@ def serve_command(
         int, typer.Option(help="Most requests in one model forward.")
     ] = _D.max_batch_size,
     max_wait_ms: Annotated[
-        float, typer.Option(help="How long a micro-batch waits for more requests (0: none).")
+        float,
+        typer.Option(
+            help="How long a micro-batch of a busy server waits for more requests (0: never)."
+        ),
     ] = _D.max_wait_ms,
+    busy_in_flight: Annotated[
+        int,
+        typer.Option(
+            help="Requests in flight from which the server is busy and batches wait "
+            "--max-wait-ms (1: always)."
+        ),
+    ] = _D.busy_in_flight,
     read_hold_ms: Annotated[
         float,
         typer.Option(
@@ -92,6 +102,7 @@ def serve_command(
         max_batch_requests=max_batch_requests,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        busy_in_flight=busy_in_flight,
         read_hold_ms=read_hold_ms,
         cache_ttl_s=cache_ttl_s,
         near_cache_size=near_cache_size,

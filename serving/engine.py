@@ -35,6 +35,14 @@ class RecommendEngine:
     async def recommend(
         self, query: RecommendQuery, deadline: float | None
     ) -> pb.RecommendResponse:
+        runtime = self.runtime
+        runtime.in_flight += 1
+        try:
+            return await self._answer(query, deadline)
+        finally:
+            runtime.in_flight -= 1
+
+    async def _answer(self, query: RecommendQuery, deadline: float | None) -> pb.RecommendResponse:
         snapshot = self.runtime.snapshot
         request_known, unknown = snapshot.to_indices(query.history)
         if query.history and not request_known:

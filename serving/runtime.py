@@ -1,8 +1,9 @@
 """The model runtime: the loaded artifact, micro-batched inference off the event loop, hot swap.
 
 Concurrent requests are gathered into one TorchScript forward: a batch takes every request that
-arrived while the previous one ran (up to ``max_batch_size``), optionally waiting ``max_wait_ms``
-for more, so batches grow with load and an idle server adds no delay. The forward runs as a
+arrived while the previous one ran (up to ``max_batch_size``), and on a busy server (at least
+``busy_in_flight`` requests in flight) it first waits ``max_wait_ms`` for more, so batches grow
+with load and a lightly loaded server adds no delay. The forward runs as a
 TorchScript task on torch's inter-op thread pool, never on the event loop, one at a time
 (``serving.forward_task`` says why not in a Python worker thread). A swap replaces the current
 ``ModelSnapshot`` between batches; a request keeps the snapshot it started with, so nothing in
@@ -191,6 +192,7 @@ class ModelRuntime:
         snapshot: ModelSnapshot,
         max_batch_size: int,
         max_wait_ms: float,
+        busy_in_flight: int,
         max_queue: int,
         explain_top: int,
         on_forward: Callable[[bool], None] | None = None,
@@ -198,6 +200,9 @@ class ModelRuntime:
         self.snapshot = snapshot
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
+        self.busy_in_flight = busy_in_flight
+        self.in_flight = 0
+        """Requests in flight, counted by their callers (``RecommendEngine``): the load signal."""
         self.max_queue = max_queue
         self.explain_top = explain_top
         self.on_forward = on_forward
@@ -266,7 +271,11 @@ class ModelRuntime:
     async def _run_forever(self) -> None:
         while True:
             await self._wakeup.wait()
-            if self.max_wait_s > 0 and len(self._pending) < self.max_batch_size:
+            if (
+                self.max_wait_s > 0
+                and self.in_flight >= self.busy_in_flight
+                and len(self._pending) < min(self.max_batch_size, self.in_flight)
+            ):
                 await asyncio.sleep(self.max_wait_s)
             batch = self._pending[: self.max_batch_size]
             del self._pending[: self.max_batch_size]

@@ -175,6 +175,7 @@ class RecommenderApp:
             snapshot,
             max_batch_size=config.max_batch_size,
             max_wait_ms=config.max_wait_ms,
+            busy_in_flight=config.busy_in_flight,
             max_queue=config.max_queue,
             explain_top=config.explain_top,
             on_forward=self._hold_reads_during_forwards if config.read_hold_ms > 0 else None,

@@ -17,6 +17,7 @@ from serving.config import ServeConfig
         ({"max_batch_size": -1}, "--max-batch-size"),
         ({"max_history": True}, "--max-history"),
         ({"max_wait_ms": -0.5}, "--max-wait-ms"),
+        ({"busy_in_flight": 0}, "--busy-in-flight"),
         ({"read_hold_ms": -1}, "--read-hold-ms"),
         ({"read_hold_ms": 300, "redis_timeout_s": 0.5}, "--read-hold-ms"),
         ({"redis_timeout_s": 0}, "--redis-timeout-s"),

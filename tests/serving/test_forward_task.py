@@ -117,8 +117,8 @@ _EXIT_RIGHT_AFTER_FORWARDS = textwrap.dedent(
     torch.set_num_threads(2)  # what the test suite's per-test reset does between server tests
 
     async def serve_one() -> None:
-        runtime = ModelRuntime(snapshot, max_batch_size=8, max_wait_ms=0, max_queue=8,
-                               explain_top=3)
+        runtime = ModelRuntime(snapshot, max_batch_size=8, max_wait_ms=0, busy_in_flight=1,
+                               max_queue=8, explain_top=3)
         runtime.start()
         job = ModelJob([5, 6], 4, [], [1, 2, 3, 7], True, None,
                        asyncio.get_running_loop().create_future())

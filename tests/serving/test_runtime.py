@@ -74,7 +74,12 @@ def test_a_failing_batch_fails_its_callers_and_the_runtime_keeps_serving(
 ) -> None:
     async def main() -> tuple[BaseException | None, list[int], dict[str, float]]:
         runtime = ModelRuntime(
-            snapshot, max_batch_size=8, max_wait_ms=0, max_queue=16, explain_top=5
+            snapshot,
+            max_batch_size=8,
+            max_wait_ms=0,
+            busy_in_flight=1,
+            max_queue=16,
+            explain_top=5,
         )
         runtime.start()
         loop = asyncio.get_running_loop()
@@ -108,6 +113,7 @@ def test_every_forward_is_announced_before_and_after_even_when_it_fails(
             snapshot,
             max_batch_size=8,
             max_wait_ms=0,
+            busy_in_flight=1,
             max_queue=16,
             explain_top=5,
             on_forward=events.append,
@@ -123,3 +129,66 @@ def test_every_forward_is_announced_before_and_after_even_when_it_fails(
         return events
 
     assert asyncio.run(main()) == [True, False, True, False]
+
+
+def _two_requests_apart(snapshot: ModelSnapshot, in_flight: int) -> dict[str, float]:
+    """Two jobs queued 50 ms apart on a runtime whose batches wait 2 s when busy
+    (``busy_in_flight`` 3) while ``in_flight`` requests are counted as in flight."""
+
+    async def main() -> dict[str, float]:
+        runtime = ModelRuntime(
+            snapshot,
+            max_batch_size=8,
+            max_wait_ms=2_000,
+            busy_in_flight=3,
+            max_queue=16,
+            explain_top=5,
+        )
+        runtime.start()
+        runtime.in_flight = in_flight
+        loop = asyncio.get_running_loop()
+        jobs = [ModelJob([1, 2], 3, [], None, False, None, loop.create_future()) for _ in "ab"]
+        first = loop.create_task(runtime.infer(snapshot, jobs[0]))
+        await asyncio.sleep(0.05)
+        second = loop.create_task(runtime.infer(snapshot, jobs[1]))
+        # generous against the 50 ms gap, far below the 2 s wait
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=1.0 if in_flight < 3 else 5)
+        await runtime.close()
+        return runtime.stats
+
+    return asyncio.run(main())
+
+
+def test_an_idle_server_runs_each_request_at_once(snapshot: ModelSnapshot) -> None:
+    stats = _two_requests_apart(snapshot, in_flight=2)
+    assert (stats["batches"], stats["largest_batch"]) == (2, 1)
+
+
+def test_a_busy_server_waits_to_batch_requests_together(snapshot: ModelSnapshot) -> None:
+    stats = _two_requests_apart(snapshot, in_flight=3)
+    assert (stats["batches"], stats["largest_batch"]) == (1, 2)
+
+
+def test_a_busy_server_does_not_wait_once_every_request_is_queued(
+    snapshot: ModelSnapshot,
+) -> None:
+    async def main() -> dict[str, float]:
+        runtime = ModelRuntime(
+            snapshot,
+            max_batch_size=8,
+            max_wait_ms=2_000,
+            busy_in_flight=1,
+            max_queue=16,
+            explain_top=5,
+        )
+        runtime.start()
+        runtime.in_flight = 2
+        loop = asyncio.get_running_loop()
+        jobs = [ModelJob([1, 2], 3, [], None, False, None, loop.create_future()) for _ in "ab"]
+        calls = [loop.create_task(runtime.infer(snapshot, job)) for job in jobs]
+        await asyncio.wait_for(asyncio.gather(*calls), timeout=1.0)  # far below the 2 s wait
+        await runtime.close()
+        return runtime.stats
+
+    stats = asyncio.run(main())
+    assert (stats["batches"], stats["largest_batch"]) == (1, 2)

@@ -246,7 +246,7 @@ def test_recommend_batch_answers_in_order(server: ServerHandle) -> None:
 def test_concurrent_requests_share_a_forward_and_get_their_own_answers(
     start_server: StartServer,
 ) -> None:
-    server = start_server(max_wait_ms=30, cache_ttl_s=0)
+    server = start_server(max_wait_ms=30, busy_in_flight=1, cache_ttl_s=0)
     requests = [
         pb.RecommendRequest(history=[f"sku-{i}", f"sku-{i + 1}"], k=3) for i in range(1, 25)
     ]
@@ -259,6 +259,7 @@ def test_concurrent_requests_share_a_forward_and_get_their_own_answers(
     assert after["requests"] - before["requests"] == len(requests)
     assert after["batches"] - before["batches"] < len(requests), "no two requests were batched"
     assert after["largest_batch"] > 1
+    assert server.run(lambda: server.app.runtime.in_flight) == 0, "a request was never uncounted"
 
 
 INVALID = [
@@ -284,6 +285,7 @@ def test_bad_recommend_requests_are_invalid_argument_naming_the_field(
         server.stub.Recommend(request_, timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details().startswith(f"{field}:"), caught.value.details()
+    assert server.run(lambda: server.app.runtime.in_flight) == 0, "a refused request still counts"
 
 
 def test_other_bad_requests_are_invalid_argument(server: ServerHandle) -> None:
@@ -328,7 +330,10 @@ def test_other_bad_requests_are_invalid_argument(server: ServerHandle) -> None:
 
 
 def test_a_deadline_shorter_than_the_batch_wait_is_honoured(start_server: StartServer) -> None:
-    server = start_server(max_wait_ms=400, cache_ttl_s=0)
+    server = start_server(max_wait_ms=400, busy_in_flight=1, cache_ttl_s=0)
+    runtime = server.app.runtime
+    # Stand-ins for other requests in flight: a batch waits only while some are not queued yet.
+    server.run(lambda: setattr(runtime, "in_flight", 3))
     with pytest.raises(grpc.RpcError) as caught:
         server.stub.Recommend(pb.RecommendRequest(history=["sku-1"], k=3), timeout=0.1)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -337,6 +342,8 @@ def test_a_deadline_shorter_than_the_batch_wait_is_honoured(start_server: StartS
         assert time.monotonic() < deadline, "the batch never dropped the expired request"
         time.sleep(0.05)
     assert server.run(lambda: server.app.runtime.stats["requests"]) == 0, "the model ran for it"
+    assert server.run(lambda: runtime.in_flight) == 3, "the expired request was never uncounted"
+    server.run(lambda: setattr(runtime, "in_flight", 0))
     ok = server.stub.Recommend(pb.RecommendRequest(history=["sku-1"], k=3), timeout=5)
     assert ok.source == pb.SOURCE_MODEL
 
