@@ -162,26 +162,15 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """x: [B, L, H] -> [B, L, H]."""
-        if self.norm_first:
-            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
-            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
-        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+        return self._around_attention(x, self.attention(self._attention_input(x), attn_mask))
 
     @torch.jit.export
     def forward_tokens(
         self, x: torch.Tensor, tokens: Tokens, attn_mask: torch.Tensor
     ) -> torch.Tensor:
         """``forward`` over packed tokens: [T, H] -> [T, H] (see ``Tokens``)."""
-        if self.norm_first:
-            x = x + self.dropout(
-                self.attention.forward_tokens(self.attention_norm(x), tokens, attn_mask)
-            )
-            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-        x = self.attention_norm(
-            x + self.dropout(self.attention.forward_tokens(x, tokens, attn_mask))
-        )
-        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+        attended = self.attention.forward_tokens(self._attention_input(x), tokens, attn_mask)
+        return self._around_attention(x, attended)
 
     @torch.jit.export
     def forward_newest(
@@ -192,22 +181,25 @@ class TransformerBlock(nn.Module):
         Keys and values still come from every token; the query, the residuals and the
         feed-forward are computed for the newest one only (what next-item scoring reads).
         """
-        newest = x.index_select(0, tokens.newest)  # [B, H]
-        if self.norm_first:
-            newest = newest + self.dropout(
-                self.attention.forward_newest(self.attention_norm(x), tokens, attn_mask)
-            )
-            return newest + self.dropout(self.feed_forward(self.feed_forward_norm(newest)))
-        newest = self.attention_norm(
-            newest + self.dropout(self.attention.forward_newest(x, tokens, attn_mask))
-        )
-        return self.feed_forward_norm(newest + self.dropout(self.feed_forward(newest)))
+        attended = self.attention.forward_newest(self._attention_input(x), tokens, attn_mask)
+        return self._around_attention(x.index_select(0, tokens.newest), attended)
 
     @torch.jit.export
     def last_query_weights(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         """The attention weights this block's last position uses: [B, N, L]."""
-        attention_input = self.attention_norm(x) if self.norm_first else x
-        return self.attention.last_query_weights(attention_input, attn_mask)
+        return self.attention.last_query_weights(self._attention_input(x), attn_mask)
+
+    def _attention_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention_norm(x) if self.norm_first else x
+
+    def _around_attention(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The residuals, norms and feed-forward around the attention output ``attended`` of
+        the positions ``x`` holds (pre- or post-LayerNorm)."""
+        if self.norm_first:
+            x = x + self.dropout(attended)
+            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        x = self.attention_norm(x + self.dropout(attended))
+        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
 
 
 def attention_mask(items: torch.Tensor) -> torch.Tensor:
