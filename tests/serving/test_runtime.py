@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -69,19 +70,31 @@ def test_popularity_fallback_honours_exclude_and_allow(snapshot: ModelSnapshot) 
     assert allowed.scores == sorted(allowed.scores, reverse=True)
 
 
+def _started_runtime(
+    snapshot: ModelSnapshot,
+    max_wait_ms: float = 0,
+    busy_in_flight: int = 1,
+    on_forward: Callable[[bool], None] | None = None,
+) -> ModelRuntime:
+    """A running runtime (call inside a loop): batches of up to 8, a queue of 16."""
+    runtime = ModelRuntime(
+        snapshot,
+        max_batch_size=8,
+        max_wait_ms=max_wait_ms,
+        busy_in_flight=busy_in_flight,
+        max_queue=16,
+        explain_top=5,
+        on_forward=on_forward,
+    )
+    runtime.start()
+    return runtime
+
+
 def test_a_failing_batch_fails_its_callers_and_the_runtime_keeps_serving(
     snapshot: ModelSnapshot,
 ) -> None:
     async def main() -> tuple[BaseException | None, list[int], dict[str, float]]:
-        runtime = ModelRuntime(
-            snapshot,
-            max_batch_size=8,
-            max_wait_ms=0,
-            busy_in_flight=1,
-            max_queue=16,
-            explain_top=5,
-        )
-        runtime.start()
+        runtime = _started_runtime(snapshot)
         loop = asyncio.get_running_loop()
         bad = ModelJob([10**6], 3, [], None, False, None, loop.create_future())
         failure: BaseException | None = None
@@ -109,16 +122,7 @@ def test_every_forward_is_announced_before_and_after_even_when_it_fails(
 
     async def main() -> list[bool]:
         events: list[bool] = []
-        runtime = ModelRuntime(
-            snapshot,
-            max_batch_size=8,
-            max_wait_ms=0,
-            busy_in_flight=1,
-            max_queue=16,
-            explain_top=5,
-            on_forward=events.append,
-        )
-        runtime.start()
+        runtime = _started_runtime(snapshot, on_forward=events.append)
         loop = asyncio.get_running_loop()
         good = ModelJob([1, 2], 3, [], None, False, None, loop.create_future())
         await runtime.infer(snapshot, good)
@@ -136,15 +140,7 @@ def _two_requests_apart(snapshot: ModelSnapshot, in_flight: int) -> dict[str, fl
     (``busy_in_flight`` 3) while ``in_flight`` requests are counted as in flight."""
 
     async def main() -> dict[str, float]:
-        runtime = ModelRuntime(
-            snapshot,
-            max_batch_size=8,
-            max_wait_ms=2_000,
-            busy_in_flight=3,
-            max_queue=16,
-            explain_top=5,
-        )
-        runtime.start()
+        runtime = _started_runtime(snapshot, max_wait_ms=2_000, busy_in_flight=3)
         runtime.in_flight = in_flight
         loop = asyncio.get_running_loop()
         jobs = [ModelJob([1, 2], 3, [], None, False, None, loop.create_future()) for _ in "ab"]
@@ -173,15 +169,7 @@ def test_a_busy_server_does_not_wait_once_every_request_is_queued(
     snapshot: ModelSnapshot,
 ) -> None:
     async def main() -> dict[str, float]:
-        runtime = ModelRuntime(
-            snapshot,
-            max_batch_size=8,
-            max_wait_ms=2_000,
-            busy_in_flight=1,
-            max_queue=16,
-            explain_top=5,
-        )
-        runtime.start()
+        runtime = _started_runtime(snapshot, max_wait_ms=2_000)
         runtime.in_flight = 2
         loop = asyncio.get_running_loop()
         jobs = [ModelJob([1, 2], 3, [], None, False, None, loop.create_future()) for _ in "ab"]
