@@ -200,8 +200,7 @@ def _findings(rows: list[dict[str, Any]]) -> list[str]:
                 f"{row['batch']} (mean {row['mean_length']} items): {share:.0%} of the full "
                 "histories' time."
             )
-    rows = [r for r in rows if r["histories"] == "full"]
-    largest = max(rows, key=lambda r: (r["catalogue"], r["seq_len"], r["batch"]))
+    largest = full[max(full)]  # the largest catalogue, history and batch
     lines.append(
         f"- Largest cell (catalogue {largest['catalogue']:,}, L {largest['seq_len']}, batch "
         f"{largest['batch']}): {largest['scripted']['median_ms']:.0f} ms per call, "
