@@ -5,7 +5,8 @@ arrived while the previous one ran (up to ``max_batch_size``), and on a busy ser
 ``busy_in_flight`` requests in flight) it first waits ``max_wait_ms`` for more, so batches grow
 with load and a lightly loaded server adds no delay. The forward runs as a
 TorchScript task on torch's inter-op thread pool, never on the event loop, one at a time
-(``serving.forward_task`` says why not in a Python worker thread). A swap replaces the current
+(``serving.forward_task`` says why not in a Python worker thread), a thread that never preempts the
+loop (``serving.scheduling``). A swap replaces the current
 ``ModelSnapshot`` between batches; a request keeps the snapshot it started with, so nothing in
 flight is dropped or mixed.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ import torch
 from recsys.export import Artifact, ArtifactError, load_artifact, verify_loaded_artifact
 from serving.errors import DeadlineExceeded, ServiceError, Unavailable
 from serving.forward_task import TaskOutput, launch, right_aligned, script_task, warm_up
+from serving.scheduling import mark_cpu_bound
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +217,8 @@ class ModelRuntime:
         self._running: list[tuple[ModelSnapshot, ModelJob]] = []
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._loop_thread_id = 0
+        """The event loop's native thread id, which keeps its scheduling policy."""
         self._swap_lock = asyncio.Lock()
         self.stats = {
             "batches": 0,
@@ -228,6 +233,7 @@ class ModelRuntime:
 
     def start(self) -> None:
         if self._worker is None:
+            self._loop_thread_id = threading.get_native_id()
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
 
     async def close(self) -> None:
@@ -332,8 +338,10 @@ class ModelRuntime:
     ) -> TaskOutput:
         """Run one forward as an inter-op task; the loop is free until its callback wakes it."""
         finished: asyncio.Future[None] = loop.create_future()
+        loop_thread_id = self._loop_thread_id
 
         def wake(_: torch.futures.Future[Any]) -> None:  # runs on the inter-op thread
+            mark_cpu_bound(loop_thread_id)  # from the next forward on (serving.scheduling)
             try:
                 loop.call_soon_threadsafe(_settle, finished)
             except RuntimeError:  # the loop closed while the forward ran: nobody waits
@@ -355,7 +363,7 @@ class ModelRuntime:
         """
         async with self._swap_lock:
             started = time.perf_counter()
-            snapshot = await asyncio.to_thread(load_snapshot, path)
+            snapshot = await asyncio.to_thread(_load_in_background, path, self._loop_thread_id)
             previous, self.snapshot = self.snapshot, snapshot
             log.info(
                 "model %s replaced by %s (%s) in %.2f s",
@@ -365,6 +373,13 @@ class ModelRuntime:
                 time.perf_counter() - started,
             )
             return snapshot
+
+
+def _load_in_background(path: Path, loop_thread_id: int) -> ModelSnapshot:
+    """``load_snapshot`` on a helper thread that must not take the event loop's core from it
+    (several seconds of loading and warm-up forwards while the old model serves)."""
+    mark_cpu_bound(loop_thread_id)
+    return load_snapshot(path)
 
 
 def _groups(
