@@ -70,3 +70,22 @@ def test_the_thread_that_runs_forwards_becomes_sched_batch(artifacts: Artifacts)
         assert os.sched_getscheduler(thread_id) == os.SCHED_BATCH
     assert loop_thread_id not in marked_threads()
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_a_hot_swap_loads_the_new_model_on_a_sched_batch_thread(artifacts: Artifacts) -> None:
+    """Loading and warming up a model takes seconds of CPU while the old one serves."""
+    snapshot: ModelSnapshot = load_snapshot(artifacts.first)
+    before = marked_threads()
+
+    async def main() -> str:
+        runtime = ModelRuntime(snapshot, 8, 0, 1, 16, 5)
+        runtime.start()
+        swapped = await runtime.swap(artifacts.second)
+        await runtime.close()
+        return swapped.model_version
+
+    assert asyncio.run(main()) != snapshot.model_version
+    loaders = {thread: ok for thread, ok in marked_threads().items() if thread not in before}
+    if loaders and not any(loaders.values()):
+        pytest.skip("this system refuses SCHED_BATCH (see the log)")
+    assert list(loaders.values()) == [True]  # the executor thread the new model was loaded on
