@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -11,6 +13,7 @@ import pytest
 
 from serving.errors import ServiceError
 from serving.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_snapshot, run_batch
+from serving.scheduling import marked_threads
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Artifacts
@@ -180,3 +183,52 @@ def test_a_busy_server_does_not_wait_once_every_request_is_queued(
 
     stats = asyncio.run(main())
     assert (stats["batches"], stats["largest_batch"]) == (1, 2)
+
+
+_needs_sched_batch = pytest.mark.skipif(
+    not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is a Linux scheduling policy"
+)
+
+
+@_needs_sched_batch
+def test_the_thread_that_runs_forwards_becomes_sched_batch(snapshot: ModelSnapshot) -> None:
+    async def main() -> int:
+        runtime = _started_runtime(snapshot)
+        loop = asyncio.get_running_loop()
+        for _ in range(2):
+            job = ModelJob([1, 2], 3, [], None, False, None, loop.create_future())
+            await runtime.infer(snapshot, job)
+        await runtime.close()
+        return threading.get_native_id()
+
+    loop_thread_id = asyncio.run(main())
+    alive = {int(name) for name in os.listdir("/proc/self/task")}
+    # torch's inter-op threads outlive the runtime; other tests' helper threads may be gone
+    marked = {thread: ok for thread, ok in marked_threads().items() if thread in alive}
+    if marked and not any(marked.values()):
+        pytest.skip("this system refuses SCHED_BATCH (see the log)")
+    assert marked, "no thread that ran a forward was given SCHED_BATCH"
+    for thread_id in marked:
+        assert os.sched_getscheduler(thread_id) == os.SCHED_BATCH
+    assert loop_thread_id not in marked_threads()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+@_needs_sched_batch
+def test_a_hot_swap_loads_the_new_model_on_a_sched_batch_thread(
+    snapshot: ModelSnapshot, artifacts: Artifacts
+) -> None:
+    """Loading and warming up a model takes seconds of CPU while the old one serves."""
+    before = marked_threads()
+
+    async def main() -> str:
+        runtime = _started_runtime(snapshot)
+        swapped = await runtime.swap(artifacts.second)
+        await runtime.close()
+        return swapped.model_version
+
+    assert asyncio.run(main()) != snapshot.model_version
+    loaders = {thread: ok for thread, ok in marked_threads().items() if thread not in before}
+    if loaders and not any(loaders.values()):
+        pytest.skip("this system refuses SCHED_BATCH (see the log)")
+    assert list(loaders.values()) == [True]  # the executor thread the new model was loaded on
