@@ -40,7 +40,7 @@ def mark_cpu_bound(loop_thread_id: int) -> None:
 
 
 def marked_threads() -> dict[int, bool]:
-    """Threads tried so far and whether each has ``SCHED_BATCH`` (for tests and logs)."""
+    """Threads tried so far and whether each has ``SCHED_BATCH`` (for tests)."""
     return dict(_marked)
 
 
