@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 
 from pipelines.console import console
 from pipelines.load_features import run_load_features
@@ -25,13 +26,15 @@ from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.server import RecommenderApp
 
 
-def run_serving_demo(artifact: Path, data: Path) -> None:
-    """Serve ``artifact``, load ``data``'s histories, send a few requests and print the answers."""
+def run_serving_demo(artifact: Path, data: Path) -> dict[str, Message]:
+    """Serve ``artifact``, load ``data``'s histories, send a few requests and print the answers;
+    returns them by name (``history``, ``first``, ``again``, ``explained``, ``recorded``,
+    ``after``, ``cold``)."""
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_demo(artifact, data))
+    return asyncio.run(_demo(artifact, data))
 
 
-async def _demo(artifact: Path, data: Path) -> None:
+async def _demo(artifact: Path, data: Path) -> dict[str, Message]:
     app = RecommenderApp(ServeConfig(port=0, grace_s=2.0), artifact)
     port = await app.start()
     try:
@@ -44,13 +47,14 @@ async def _demo(artifact: Path, data: Path) -> None:
         users = load_prepared(data).users.table
         user = str(users.get_column(users.columns[1])[0])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await _requests(pb_grpc.RecommenderStub(channel), user)
+            answers = await _requests(pb_grpc.RecommenderStub(channel), user)
     finally:
         await app.stop()
     console.print("server stopped (health NOT_SERVING, in-flight calls drained, Redis closed)")
+    return answers
 
 
-async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> None:
+async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> dict[str, Message]:
     history = await stub.GetUserHistory(pb.GetUserHistoryRequest(user_id=user, limit=5), timeout=5)
     console.print(f"user {user!r}: newest stored events {', '.join(history.item_ids)}")
     request = pb.RecommendRequest(user_id=user, k=5)
@@ -59,7 +63,12 @@ async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> None:
     again = await stub.Recommend(request, timeout=5)
     console.print(response_table(again, f"user {user}, same request again"))
 
-    explained = await stub.Recommend(pb.RecommendRequest(user_id=user, k=5, explain=True))
+    explained = await stub.Recommend(
+        pb.RecommendRequest(user_id=user, k=5, explain=True), timeout=5
+    )
+    console.print(
+        f"user {user}, asked with explain=true: the history items whose attention drove the answer"
+    )
     drivers = explanation_table(explained)
     if drivers is not None:
         console.print(drivers)
@@ -77,3 +86,12 @@ async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> None:
 
     cold = await stub.Recommend(pb.RecommendRequest(user_id="someone-new", k=5), timeout=5)
     console.print(response_table(cold, "a user the store has never seen"))
+    return {
+        "history": history,
+        "first": first,
+        "again": again,
+        "explained": explained,
+        "recorded": recorded,
+        "after": after,
+        "cold": cold,
+    }
