@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.protobuf.message import Message
 
 from pipelines.console import console
 from pipelines.load_features import run_load_features
@@ -26,15 +26,27 @@ from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.server import RecommenderApp
 
 
-def run_serving_demo(artifact: Path, data: Path) -> dict[str, Message]:
-    """Serve ``artifact``, load ``data``'s histories, send a few requests and print the answers;
-    returns them by name (``history``, ``first``, ``again``, ``explained``, ``recorded``,
-    ``after``, ``cold``)."""
+@dataclass(frozen=True)
+class DemoAnswers:
+    """What the demo's requests got back, in the order it sent them."""
+
+    history: pb.GetUserHistoryResponse
+    first: pb.RecommendResponse
+    again: pb.RecommendResponse
+    explained: pb.RecommendResponse
+    recorded: pb.RecordInteractionsResponse
+    after: pb.RecommendResponse
+    cold: pb.RecommendResponse
+
+
+def run_serving_demo(artifact: Path, data: Path) -> DemoAnswers:
+    """Serve ``artifact``, load ``data``'s histories, send a few requests, print the answers and
+    return them."""
     logging.basicConfig(level=logging.WARNING)
     return asyncio.run(_demo(artifact, data))
 
 
-async def _demo(artifact: Path, data: Path) -> dict[str, Message]:
+async def _demo(artifact: Path, data: Path) -> DemoAnswers:
     app = RecommenderApp(ServeConfig(port=0, grace_s=2.0), artifact)
     port = await app.start()
     try:
@@ -54,7 +66,7 @@ async def _demo(artifact: Path, data: Path) -> dict[str, Message]:
     return answers
 
 
-async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> dict[str, Message]:
+async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> DemoAnswers:
     history = await stub.GetUserHistory(pb.GetUserHistoryRequest(user_id=user, limit=5), timeout=5)
     console.print(f"user {user!r}: newest stored events {', '.join(history.item_ids)}")
     request = pb.RecommendRequest(user_id=user, k=5)
@@ -86,12 +98,4 @@ async def _requests(stub: pb_grpc.RecommenderAsyncStub, user: str) -> dict[str, 
 
     cold = await stub.Recommend(pb.RecommendRequest(user_id="someone-new", k=5), timeout=5)
     console.print(response_table(cold, "a user the store has never seen"))
-    return {
-        "history": history,
-        "first": first,
-        "again": again,
-        "explained": explained,
-        "recorded": recorded,
-        "after": after,
-        "cold": cold,
-    }
+    return DemoAnswers(history, first, again, explained, recorded, after, cold)

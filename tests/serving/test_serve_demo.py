@@ -21,15 +21,12 @@ def test_the_demo_serves_caches_explains_records_and_falls_back(artifacts: Artif
         answers = run_serving_demo(artifacts.first, artifacts.data)
     printed = captured.get()
 
-    first, again = answers["first"], answers["again"]
-    assert isinstance(first, pb.RecommendResponse) and isinstance(again, pb.RecommendResponse)
+    first, again = answers.first, answers.again
     assert first.source == pb.SOURCE_MODEL and len(first.items) == 5
     assert again.source == pb.SOURCE_CACHE
     assert [i.item_id for i in again.items] == [i.item_id for i in first.items]
 
-    explained = answers["explained"]
-    assert isinstance(explained, pb.RecommendResponse)
-    drivers = explained.items[0].explanation  # every item shares them (one user state)
+    drivers = answers.explained.items[0].explanation  # every item shares them (one user state)
     weights = [driver.weight for driver in drivers]
     assert weights and all(w > 0 for w in weights) and sum(weights) <= 1 + 1e-5
     assert weights == sorted(weights, reverse=True)
@@ -37,17 +34,14 @@ def test_the_demo_serves_caches_explains_records_and_falls_back(artifacts: Artif
 
     # The two recorded items were the first answer's top two: the next answer runs the model on
     # the new history version and, excluding what the user has seen, no longer offers them.
-    recorded, after = answers["recorded"], answers["after"]
-    assert isinstance(recorded, pb.RecordInteractionsResponse)
-    assert isinstance(after, pb.RecommendResponse)
+    recorded, after = answers.recorded, answers.after
     assert recorded.history_version == first.history_version + 1
     assert after.source == pb.SOURCE_MODEL
     assert after.history_version == recorded.history_version
     offered_after = {item.item_id for item in after.items}
     assert not offered_after & {item.item_id for item in first.items[:2]}
 
-    cold = answers["cold"]
-    assert isinstance(cold, pb.RecommendResponse)
+    cold = answers.cold
     assert cold.source == pb.SOURCE_FALLBACK
     assert cold.fallback_reason == pb.FALLBACK_REASON_COLD_START
     assert "server stopped" in printed
