@@ -26,10 +26,11 @@ demo: $(STAMP) ## Run the main job end to end on embedded defaults (synthetic da
 test: $(STAMP) ## Run the test suite (unit + integration with real Redis and gRPC).
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy.
+lint: $(STAMP) ## ruff check, ruff format --check, mypy, the import contract (one-way layers).
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Apply ruff's fixes and formatting.
 	$(BIN)/ruff check --fix .

@@ -37,9 +37,7 @@ def _prepare(workdir: Path) -> Path:
     from recsys.data.prepare import fingerprint
 
     data = workdir / "video_games"
-    if data.is_dir() and load_prepared(data).stats["input"]["fingerprint"] == fingerprint(
-        VIDEO_GAMES
-    ):
+    if data.is_dir() and load_prepared(data).fingerprint == fingerprint(VIDEO_GAMES):
         return data
     print(f"[quality] preparing {VIDEO_GAMES}", file=sys.stderr)
     return write_prepared(prepare_dataset(VIDEO_GAMES), data, overwrite=True)
@@ -49,7 +47,6 @@ def _evaluate(data: Path, checkpoint: Path) -> dict[str, Any]:
     from recsys.data import load_prepared
     from recsys.evaluation import (
         build_report,
-        checkpoint_scorer,
         evaluation_task,
         markov_scorer,
         most_popular_scorer,
@@ -57,6 +54,7 @@ def _evaluate(data: Path, checkpoint: Path) -> dict[str, Any]:
         run_evaluation,
     )
     from recsys.evaluation.scorers import Scorer
+    from recsys.training import checkpoint_scorer
 
     dataset = load_prepared(data)
     scorers: list[Scorer] = [

@@ -22,15 +22,15 @@ from recsys.evaluation import (
     EvaluationReport,
     NegativeSampling,
     Scorer,
-    artifact_scorer,
     baseline_scorer,
     build_report,
     check_ks,
-    checkpoint_scorer,
     evaluation_task,
     run_evaluation,
     write_report,
 )
+from recsys.export import artifact_scorer
+from recsys.training import checkpoint_scorer
 
 SplitName = Literal["validation", "test"]
 
@@ -174,7 +174,7 @@ def run_evaluate(
     scorers: list[Scorer] = []
     context: dict[str, Any] = {
         "dataset": str(data),
-        "dataset_fingerprint": dataset.stats.get("input", {}).get("fingerprint"),
+        "dataset_fingerprint": dataset.fingerprint or None,
     }
     if checkpoint is not None:
         scorers.append(checkpoint_scorer(checkpoint, dataset, device=scoring_device))

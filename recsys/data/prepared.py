@@ -56,6 +56,32 @@ class PreparedDataset:
     def num_items(self) -> int:
         return self.items.size
 
+    @property
+    def fingerprint(self) -> str:
+        """The SHA-256 fingerprint of the input log (``stats["input"]["fingerprint"]``); ``""``
+        where the folder does not record one (e.g. written by another tool): unknown, so no
+        check can compare it."""
+        recorded = self.stats.get("input", {})
+        return str(recorded.get("fingerprint", "") or "") if isinstance(recorded, dict) else ""
+
+    def check_model_matches(self, num_items: int, fingerprint: str, flag: str) -> None:
+        """Refuse a model trained on another catalogue size or input log than this dataset.
+
+        ``flag`` names where the model came from in the message (``--checkpoint``,
+        ``--artifact``); an empty fingerprint on either side is unknown and not compared.
+        """
+        if num_items != self.num_items:
+            raise DataError(
+                f"{flag} was trained on a catalogue of {num_items} items, but --data has "
+                f"{self.num_items}: use it with the dataset it was trained on"
+            )
+        expected = self.fingerprint
+        if fingerprint and expected and fingerprint != expected:
+            raise DataError(
+                f"{flag} was trained on another input log (fingerprint {fingerprint}) than "
+                f"--data was prepared from ({expected})"
+            )
+
     def split_frame(self, split: str) -> pl.DataFrame:
         """The events of one split, in chronological order per user."""
         if split not in C.SPLIT_NAMES:

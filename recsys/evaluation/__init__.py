@@ -1,25 +1,15 @@
-"""Offline evaluation: ranking metrics, the full and sampled protocols, scorers (model checkpoint,
+"""Offline evaluation: ranking metrics, the full and sampled protocols, scorers (a backbone,
 baselines), bootstrap intervals and paired differences, and the report folder.
+
+Below training in the layers: training validates with these metrics and protocols; the scorers
+that read a checkpoint or an artifact live with their readers (``recsys.training``,
+``recsys.export``).
 
 ``evaluate_scorer(dataset, scorer, ...)`` is the one-call API; ``evaluation_task`` +
 ``run_evaluation`` evaluate several scorers on identical users and negatives, and
 ``build_report`` + ``write_report`` turn their results into ``metrics.json``, Markdown and PNGs.
 """
 
-# The metrics come first: recsys.training imports them from this package, and the modules
-# below import recsys.training, so the names must be bound before those imports run.
-from recsys.evaluation.metrics import (
-    RANK_METRICS,
-    average_popularity_at_k,
-    catalogue_coverage,
-    hit_rate_at_k,
-    mrr_at_k,
-    ndcg_at_k,
-    precision_at_k,
-    target_ranks,
-)
-
-# isort: split
 from recsys.evaluation.baselines import (
     BASELINE_NAMES,
     BASELINES,
@@ -38,6 +28,16 @@ from recsys.evaluation.bootstrap import (
     metric_intervals,
     paired_differences,
 )
+from recsys.evaluation.metrics import (
+    RANK_METRICS,
+    average_popularity_at_k,
+    catalogue_coverage,
+    hit_rate_at_k,
+    mrr_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    target_ranks,
+)
 from recsys.evaluation.negatives import (
     NEGATIVE_SAMPLINGS,
     NegativeSampling,
@@ -47,7 +47,9 @@ from recsys.evaluation.negatives import (
 from recsys.evaluation.protocols import (
     PROTOCOLS,
     EvaluationProtocol,
+    candidate_ranks,
     full_ranking,
+    full_ranks,
     sampled_ranking,
 )
 from recsys.evaluation.report import (
@@ -67,14 +69,7 @@ from recsys.evaluation.runner import (
     evaluation_task,
     run_evaluation,
 )
-from recsys.evaluation.scorers import (
-    ArtifactScorer,
-    ModelScorer,
-    Scorer,
-    artifact_scorer,
-    checkpoint_scorer,
-    load_checkpoint,
-)
+from recsys.evaluation.scorers import ModelScorer, Scorer
 
 __all__ = [
     "BASELINES",
@@ -83,7 +78,6 @@ __all__ = [
     "NEGATIVE_SAMPLINGS",
     "PROTOCOLS",
     "RANK_METRICS",
-    "ArtifactScorer",
     "BaselineName",
     "Comparison",
     "EvaluationProtocol",
@@ -96,21 +90,20 @@ __all__ = [
     "MostPopularScorer",
     "NegativeSampling",
     "Scorer",
-    "artifact_scorer",
     "average_popularity_at_k",
     "baseline_scorer",
     "bootstrap_intervals",
     "bootstrap_means",
     "build_report",
+    "candidate_ranks",
     "catalogue_coverage",
     "check_ks",
-    "checkpoint_scorer",
     "evaluate_scorer",
     "evaluation_task",
     "full_ranking",
+    "full_ranks",
     "hit_rate_at_k",
     "interacted_keys",
-    "load_checkpoint",
     "markdown_report",
     "markov_scorer",
     "metric_intervals",

@@ -36,15 +36,32 @@ def full_ranking(
     >>> ranks.tolist(), top.tolist()
     ([1], [[2, 4]])
     """
-    items = scores[:, 1:]  # [B, V], the padding column left out
     history = _distinct(seen)  # [B, S], sorted, 0 where empty or repeated
+    ranks = _unseen_ranks(scores, history, targets)
+    return ranks, _top_unseen(scores[:, 1:], history, list_length)
+
+
+def full_ranks(scores: torch.Tensor, seen: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``full_ranking``'s ranks alone (what validation needs): [B, V + 1], [B, S], [B] -> [B].
+
+    >>> scores = torch.tensor([[float("-inf"), 0.9, 0.8, 0.1, 0.5]])
+    >>> full_ranks(scores, torch.tensor([[1, 0]]), torch.tensor([3])).tolist()
+    [2]
+    """
+    return _unseen_ranks(scores, _distinct(seen), targets)
+
+
+def _unseen_ranks(
+    scores: torch.Tensor, history: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Ranks among unseen items; ``history`` as ``_distinct`` returns it. A target in the
+    history (or scored -inf) is a miss: rank V + 1."""
     target_scores = scores.gather(1, targets.unsqueeze(1))  # [B, 1]
-    at_least = row_counts(items >= target_scores)  # [B]
+    at_least = row_counts(scores[:, 1:] >= target_scores)  # [B], the padding column left out
     seen_at_least = row_counts((scores.gather(1, history) >= target_scores) & (history > 0))
     ranks = at_least - seen_at_least - 1  # [B]
     miss = torch.isneginf(target_scores.squeeze(1)) | (history == targets.unsqueeze(1)).any(1)
-    ranks = torch.where(miss, torch.full_like(ranks, scores.size(1)), ranks)
-    return ranks, _top_unseen(items, history, list_length)
+    return torch.where(miss, torch.full_like(ranks, scores.size(1)), ranks)
 
 
 def _distinct(seen: torch.Tensor) -> torch.Tensor:
@@ -83,5 +100,17 @@ def sampled_ranking(scores: torch.Tensor, candidates: torch.Tensor) -> torch.Ten
     >>> sampled_ranking(scores, torch.tensor([[4, 3, 2]])).tolist()
     [1]
     """
-    candidate_scores = scores.gather(1, candidates)  # [B, C]
-    return target_ranks(candidate_scores, torch.zeros_like(candidates[:, 0]))
+    return candidate_ranks(scores.gather(1, candidates))
+
+
+def candidate_ranks(candidate_scores: torch.Tensor) -> torch.Tensor:
+    """``sampled_ranking`` from the candidates' scores alone (column 0: the target): [B, C] ->
+    [B]. Validation scores only the candidates, not the catalogue.
+
+    >>> candidate_ranks(torch.tensor([[0.5, 0.1, 0.8]])).tolist()
+    [1]
+    """
+    targets = torch.zeros(
+        candidate_scores.size(0), dtype=torch.long, device=candidate_scores.device
+    )
+    return target_ranks(candidate_scores, targets)

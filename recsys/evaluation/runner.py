@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys.data import PreparedDataset
+from recsys.data import HeldOutTargets, PreparedDataset, evaluation_batch, held_out_targets
 from recsys.data import columns as C
 from recsys.errors import ConfigError, DataError
 from recsys.evaluation.baselines import training_popularity
@@ -35,7 +35,6 @@ from recsys.evaluation.protocols import (
     sampled_ranking,
 )
 from recsys.evaluation.scorers import Scorer
-from recsys.training.sequences import HeldOutTargets, evaluation_batch, held_out_targets
 
 EVALUATION_SPLITS = (C.VALIDATION, C.TEST)
 _SCORE_CELLS_PER_BATCH = 1 << 22

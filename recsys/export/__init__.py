@@ -5,8 +5,12 @@ scores), ``items.parquet`` (index <-> external id, popularity) and ``manifest.js
 model version, hyper-parameters, data fingerprint, metrics, checksums), checked against the eager
 model before it becomes visible. ``load_artifact`` is what serving uses: it needs no training
 code, and refuses a missing file, a checksum mismatch or an unknown format version.
+``right_aligned_rows`` is the input layout of the exported module (newest item last, 0-padded on
+the left), re-exported here for the server, which reads only this package of the library.
+``artifact_scorer`` evaluates an artifact offline exactly as it will serve.
 """
 
+from recsys.data import right_aligned_rows
 from recsys.errors import ArtifactError
 from recsys.export.artifact import (
     ARTIFACT_FORMAT,
@@ -25,6 +29,7 @@ from recsys.export.exporter import (
     verify_loaded_artifact,
 )
 from recsys.export.module import RecommenderModule
+from recsys.export.scorer import ArtifactScorer, artifact_scorer
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -33,12 +38,15 @@ __all__ = [
     "MANIFEST_FILE",
     "MODEL_FILE",
     "Artifact",
+    "ArtifactScorer",
     "ArtifactError",
     "ExportFormat",
     "RecommenderModule",
+    "artifact_scorer",
     "export_artifact",
     "load_artifact",
     "read_manifest",
+    "right_aligned_rows",
     "verify_artifact",
     "verify_loaded_artifact",
 ]

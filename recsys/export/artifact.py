@@ -84,10 +84,11 @@ class Artifact:
 
     def to_indices(self, external_ids: Sequence[str]) -> tuple[list[int], list[str]]:
         """(indices of the known ids in the given order, the unknown ids in the given order)."""
+        index_of = self._index_of  # a local: this runs for every id of every request
         known: list[int] = []
         unknown: list[str] = []
         for item_id in external_ids:
-            index = self._index_of.get(str(item_id))
+            index = index_of.get(item_id)
             if index is None:
                 unknown.append(item_id)
             else:

@@ -18,7 +18,13 @@ import numpy as np
 import polars as pl
 import torch
 
-from recsys.data import PreparedDataset, load_prepared
+from recsys.data import (
+    PreparedDataset,
+    held_out_targets,
+    load_prepared,
+    right_aligned,
+    training_sequences,
+)
 from recsys.data import columns as C
 from recsys.errors import ArtifactError, ConfigError, OutputExistsError
 from recsys.export.artifact import (
@@ -77,7 +83,9 @@ def export_artifact(
     the manifest. Raises ``ArtifactError`` if the scripted module disagrees with the eager model,
     ``OutputExistsError`` if ``out`` exists without ``overwrite``; errors name the flag.
     """
-    from recsys.evaluation.scorers import load_checkpoint  # Lightning: only when exporting
+    # Lightning comes with the checkpoint reader: imported only when exporting, so that the
+    # server (which imports this package for the loader) never loads training code.
+    from recsys.training.checkpoint import load_checkpoint
 
     checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
     if export_format not in EXPORT_FORMATS:
@@ -88,7 +96,7 @@ def export_artifact(
     dataset = load_prepared(data)
     module = load_checkpoint(checkpoint, dataset)
     model: SASRec = module.model.eval()
-    fingerprint = str(module.hparams.get("dataset_fingerprint") or _fingerprint(dataset))
+    fingerprint = str(module.hparams.get("dataset_fingerprint") or dataset.fingerprint)
     known_metrics = training_metrics(checkpoint)
     if metrics is not None:
         known_metrics |= report_metrics(metrics, checkpoint, fingerprint)
@@ -190,12 +198,6 @@ def verification_histories(dataset: PreparedDataset, max_len: int) -> torch.Tens
     over the range of history lengths, up to twice ``max_len`` wide so that truncation to the
     model's window is exercised too.
     """
-    from recsys.training.sequences import (
-        held_out_targets,
-        right_aligned,
-        training_sequences,
-    )
-
     sequences = None
     for split in (C.TEST, C.VALIDATION):
         held_out = held_out_targets(dataset, split)
@@ -235,7 +237,3 @@ def _check_out(out: Path, overwrite: bool, inputs: dict[str, Path]) -> None:
         source = path.resolve()
         if source == target or target in source.parents:
             raise ConfigError(f"--out {out} would replace {flag} {path}: choose another folder")
-
-
-def _fingerprint(dataset: PreparedDataset) -> str:
-    return str(dataset.stats.get("input", {}).get("fingerprint", ""))

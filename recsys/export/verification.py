@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from recsys.data import right_aligned
 from recsys.errors import ArtifactError
 from recsys.models import SASRec
 
@@ -119,7 +120,7 @@ def smoke_sample(
 ) -> dict[str, Any]:
     """A few histories (padding stripped) with the module's top-k, for the manifest."""
     histories = [[int(i) for i in row if i != 0] for row in items[:rows].tolist()]
-    batch = right_align(histories)
+    batch = right_aligned(histories, max((len(h) for h in histories), default=0))
     with torch.inference_mode():
         indices, scores = scripted(batch, k, torch.zeros(len(batch), 0, dtype=torch.long), True)
     return {
@@ -134,7 +135,8 @@ def smoke_sample(
 def check_smoke_sample(scripted: torch.jit.ScriptModule, sample: dict[str, Any]) -> dict[str, Any]:
     """Re-run the recorded sample; raise ``ArtifactError`` if the module's answer changed."""
     try:
-        batch = right_align(sample["histories"])
+        histories = sample["histories"]
+        batch = right_aligned(histories, max((len(h) for h in histories), default=0))
         k = int(sample["k"])
         expected_indices = torch.tensor(sample["indices"], dtype=torch.long)
         expected_scores = torch.tensor(sample["scores"], dtype=torch.float32)
@@ -185,16 +187,6 @@ def check_invariants(scripted: torch.jit.ScriptModule, num_items: int, max_len: 
         problems.append(f"explain returned per-head weights of shape {tuple(per_head.shape)}")
     if problems:
         raise ArtifactError("smoke inference failed: " + "; ".join(problems))
-
-
-def right_align(histories: list[list[int]]) -> torch.Tensor:
-    """Histories of any lengths -> one int64 [B, L] batch, left-padded with 0."""
-    width = max((len(h) for h in histories), default=0)
-    batch = torch.zeros(len(histories), width, dtype=torch.long)
-    for row, history in enumerate(histories):
-        if history:
-            batch[row, width - len(history) :] = torch.tensor(history, dtype=torch.long)
-    return batch
 
 
 def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -9,19 +9,19 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from recsys.data import PreparedDataset
-from recsys.data import columns as C
-from recsys.errors import DataError
-from recsys.evaluation.negatives import interacted_keys, sample_negatives
-from recsys.training.sequences import (
+from recsys.data import (
     FlatSequences,
     HeldOutTargets,
     LengthBucketBatchSampler,
+    PreparedDataset,
     evaluation_batch,
     held_out_targets,
     training_batch,
     training_sequences,
 )
+from recsys.data import columns as C
+from recsys.errors import DataError
+from recsys.evaluation import interacted_keys, sample_negatives
 
 TrainBatch = tuple[torch.Tensor, torch.Tensor]
 EvalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

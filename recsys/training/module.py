@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from recsys.evaluation.metrics import hit_rate_at_k, ndcg_at_k, target_ranks
+from recsys.evaluation import candidate_ranks, full_ranks, hit_rate_at_k, ndcg_at_k
 from recsys.models import (
     SASRec,
     SASRecConfig,
@@ -121,14 +121,11 @@ class SASRecModule(pl.LightningModule):
             inputs, _, candidates = batch  # [B, L], [B], [B, C]: target first
             last = self.model(inputs)[:, -1]  # [B, H]
             candidate_embeddings = self.model.item_embedding(candidates)  # [B, C, H]
-            scores = torch.einsum("bh,bch->bc", last, candidate_embeddings)  # [B, C]
-            ranks = target_ranks(scores, torch.zeros_like(candidates[:, 0]))
+            ranks = candidate_ranks(torch.einsum("bh,bch->bc", last, candidate_embeddings))
             targets = candidates[:, 0]
         else:
             inputs, targets, seen = batch  # [B, L], [B], [B, S]
-            scores = self.model.score_next(inputs)  # [B, V + 1]
-            scores = scores.scatter(1, seen, float("-inf"))  # seen items (and padding) excluded
-            ranks = target_ranks(scores, targets)
+            ranks = full_ranks(self.model.score_next(inputs), seen, targets)  # seen excluded
         batch_size = len(targets)
         for k in (10, 20):
             self.log(

@@ -26,7 +26,7 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from recsys.data import load_prepared
+from recsys.data import PreparedDataset, load_prepared
 from recsys.errors import ConfigError, OutputExistsError
 from recsys.io import atomic_write_text, write_json
 from recsys.training.callbacks import EpochTimer, progress_bar
@@ -107,7 +107,7 @@ def train(
     module = SASRecModule(
         model=config.model_config_for(dataset.num_items).to_dict(),
         train=config.model_dump(mode="json"),
-        dataset_fingerprint=str(dataset.stats["input"]["fingerprint"]),
+        dataset_fingerprint=dataset.fingerprint,
         item_train_counts=data.item_train_counts.tolist(),
         mean_targets_per_batch=data.mean_targets_per_batch,
     )
@@ -161,7 +161,7 @@ def train(
     wall_time = time.perf_counter() - started
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
-        summary = _summarise(run_dir, config, dataset.stats, trainer, timer, wall_time)
+        summary = _summarise(run_dir, config, dataset, trainer, timer, wall_time)
         write_json(run_dir / SUMMARY_FILE, summary)
     return summary
 
@@ -181,7 +181,7 @@ def _loggers(run_dir: Path, resuming: bool) -> list[Logger]:
 def _summarise(
     run_dir: Path,
     config: TrainConfig,
-    dataset_stats: dict[str, Any],
+    dataset: PreparedDataset,
     trainer: pl.Trainer,
     timer: EpochTimer,
     wall_time: float,
@@ -205,10 +205,10 @@ def _summarise(
         "device": str(trainer.strategy.root_device),
         "precision": str(trainer.precision),
         "dataset": {
-            "fingerprint": dataset_stats["input"]["fingerprint"],
-            "num_users": dataset_stats["num_users"],
-            "num_items": dataset_stats["num_items"],
-            "num_interactions": dataset_stats["num_interactions"],
+            "fingerprint": dataset.fingerprint,
+            "num_users": dataset.num_users,
+            "num_items": dataset.num_items,
+            "num_interactions": dataset.stats["num_interactions"],
         },
         "config": config.model_dump(mode="json"),
     }

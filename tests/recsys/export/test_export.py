@@ -19,7 +19,6 @@ import torch
 from pipelines.evaluate import run_evaluate
 from recsys.data import load_prepared
 from recsys.errors import ArtifactError, ConfigError, DataError, OutputExistsError
-from recsys.evaluation import load_checkpoint
 from recsys.export import (
     ARTIFACT_FORMAT,
     RecommenderModule,
@@ -30,6 +29,7 @@ from recsys.export import (
 from recsys.export import exporter as exporter_module
 from recsys.export.exporter import verification_histories
 from recsys.io import sha256_file
+from recsys.training import load_checkpoint
 
 if TYPE_CHECKING:
     from tests.recsys.export.conftest import Exported

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
+from recsys.data import (
+    CleaningConfig,
+    PrepareConfig,
+    evaluation_batch,
+    held_out_targets,
+    prepare_dataset,
+    training_batch,
+    write_prepared,
+)
 from recsys.data.synthetic import SynthConfig, generate_log
 from recsys.errors import ConfigError, DataError, OutputExistsError
 from recsys.evaluation import ndcg_at_k, target_ranks
@@ -16,10 +24,7 @@ from recsys.training import (
     SASRecModule,
     SequenceDataModule,
     TrainConfig,
-    evaluation_batch,
-    held_out_targets,
     train,
-    training_batch,
 )
 from recsys.training.curves import epoch_metrics
 

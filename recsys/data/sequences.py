@@ -1,6 +1,7 @@
 """Per-user item sequences from a prepared dataset, as flat arrays, and the batches cut from them.
 
-No Lightning here: the data module and the plain-PyTorch benchmark loop share these pieces.
+Shared by training (windows, the length-bucketed sampler), evaluation (held-out targets) and
+export (verification batches), so it lives in the lowest layer. No Lightning here.
 
 Shape letters: B batch, L batch length (the longest sequence in the batch, <= max_len),
 S longest history in the batch (for excluding seen items).
@@ -8,15 +9,15 @@ S longest history in the batch (for excluding seen items).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import torch
 
-from recsys.data import PreparedDataset
 from recsys.data import columns as C
+from recsys.data.prepared import PreparedDataset
 from recsys.errors import DataError
 
 
@@ -93,13 +94,25 @@ def _flat(frame: pl.DataFrame) -> FlatSequences:
     return FlatSequences(ordered.get_column(C.ITEM_IDX).to_numpy().astype(np.int64), offsets)
 
 
-def right_aligned(rows: list[np.ndarray], width: int) -> torch.Tensor:
-    """Left-pad each row with 0 to ``width`` (rows longer than width keep their last items)."""
+def right_aligned(rows: Sequence[Sequence[int] | np.ndarray], width: int) -> torch.Tensor:
+    """Left-pad each row with 0 to ``width``: an int64 [B, width] tensor, newest item last.
+
+    This is the layout every model input uses (training windows, evaluation, the exported
+    module); rows longer than ``width`` keep their last (newest) items.
+    """
     batch = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):
         tail = row[-width:] if width else row[:0]
         batch[i, width - len(tail) :] = tail
     return torch.from_numpy(batch)
+
+
+def right_aligned_rows(rows: Sequence[Sequence[int]], width: int) -> list[list[int]]:
+    """``right_aligned`` as plain lists, for callers that must not hold tensors (the server's
+    forward task takes lists only; see ``serving.model.forward_task``)."""
+    if width == 0:
+        return [[] for _ in rows]
+    return [[0] * (width - len(row[-width:])) + list(row[-width:]) for row in rows]
 
 
 def training_batch(

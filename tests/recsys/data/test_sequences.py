@@ -6,11 +6,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.data import prepare_dataset
-from recsys.training import (
+from recsys.data import (
     LengthBucketBatchSampler,
     evaluation_batch,
     held_out_targets,
+    prepare_dataset,
+    right_aligned,
+    right_aligned_rows,
     training_batch,
     training_sequences,
 )
@@ -86,3 +88,15 @@ def test_sampler_shards_disjointly_and_evenly_across_ranks() -> None:
     assert len(shards[0]) == len(shards[1]) == 5  # equal counts: no rank waits on the other
     rows = [i for shard in shards for batch in shard for i in batch]
     assert len(rows) == len(set(rows))
+
+
+def test_rows_are_right_aligned_keeping_their_newest_items() -> None:
+    assert right_aligned_rows([[1, 2], [3], []], 3) == [[0, 1, 2], [0, 0, 3], [0, 0, 0]]
+    assert right_aligned_rows([[1, 2, 3, 4, 5]], 2) == [[4, 5]]
+    assert right_aligned_rows([[1, 2], []], 0) == [[], []]
+
+
+def test_the_tensor_and_list_layouts_agree() -> None:
+    rows = [[1, 2, 3, 4, 5], [6], [], [7, 8]]
+    for width in (0, 1, 3, 6):
+        assert right_aligned(rows, width).tolist() == right_aligned_rows(rows, width)
