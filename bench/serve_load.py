@@ -114,7 +114,7 @@ def _prepared() -> Path:
 
     def same_input(path: Path) -> bool:
         try:
-            return bool(load_prepared(path).stats["input"]["fingerprint"] == wanted)
+            return bool(load_prepared(path).fingerprint == wanted)
         except Exception:  # noqa: BLE001 - anything unreadable is simply not reused
             return False
 
@@ -176,7 +176,7 @@ def _redis(choice: str) -> Any:
     ``choice``: "machine" (127.0.0.1:6379 when it answers, else embedded) or "embedded"."""
     import redis
 
-    from serving.redis_connection import EmbeddedRedis
+    from serving.store.embedded_redis import EmbeddedRedis
 
     embedded = None
     url, kind = "", ""
@@ -217,7 +217,7 @@ def _stored_histories(redis_url: str, namespace: str, users: list[str]) -> dict[
     """Every user's history as the feature store holds it (what a cache miss reads)."""
     import redis
 
-    from serving.features import FeatureKeys
+    from serving.store.feature_store import FeatureKeys
 
     keys = FeatureKeys(namespace)
     client = redis.Redis.from_url(redis_url, socket_timeout=30)

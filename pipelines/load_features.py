@@ -20,10 +20,10 @@ from pipelines.console import console
 from recsys.data import columns as C
 from recsys.data import load_prepared
 from recsys.errors import ConfigError
-from serving.bulk import load_histories
 from serving.config import ServeConfig
-from serving.features import FeatureKeys
-from serving.redis_connection import redacted, sync_client
+from serving.store.bulk_load import load_histories
+from serving.store.feature_store import FeatureKeys
+from serving.store.redis_clients import redacted, sync_client
 
 _DEFAULTS = ServeConfig()
 

@@ -1,12 +1,13 @@
-"""The gRPC recommendation service: server, Redis feature store, micro-batched TorchScript runtime.
+"""The gRPC recommendation service, laid out by role.
 
-Modules, one job each: ``config`` (ServeConfig), ``validation`` (request checks), ``features``
-(Redis keys, histories, result cache), ``redis_connection`` (URL or embedded Redis), ``runtime``
-(the artifact, micro-batching, hot swap), ``engine`` (one answer: cache, model or fallback),
-``service`` (the servicer), ``interceptors`` (errors -> status codes), ``server`` (grpc.aio server,
-health, reflection, signals), ``client`` (``recsys recommend``), ``bulk`` (``recsys
-load-features``), ``protogen`` (``make protos``). Serving reads models only through the
-``recsys.export`` artifact format.
+The gRPC layer at the top: ``server`` (grpc.aio server, health, reflection, signals, hot reload),
+``service`` (the servicer), ``interceptors`` (domain errors -> status codes), ``errors`` (those
+errors), ``validation`` (request checks), ``config`` (``ServeConfig``), ``client`` (the client
+behind ``recsys recommend``), ``protogen`` + ``proto/`` (generated code, ``make protos``).
+``engine`` composes one answer (cache, stored history, model or popularity fallback) from the two
+rooms below it: ``store/`` (the Redis feature store and its connections) and ``model/`` (the
+loaded artifact and micro-batched inference). Serving reads models only through the artifact
+(``recsys.export``); it never imports training code.
 """
 
 __all__: list[str] = []

@@ -54,9 +54,9 @@ class ServeConfig:
     read_hold_ms: float = 50.0
     """While the model runs a batch, Redis reads of the requests that arrive meanwhile wait and
     leave together when it ends (or after this long at most, a backstop for a slow forward): one
-    write and one reply read instead of one each (``serving.resp``). They cannot run before the
-    next batch anyway; what it costs is one Redis round trip before that batch. 0: every read
-    leaves at once."""
+    write and one reply read instead of one each (``serving.store.pipelined_client``). They
+    cannot run before the next batch anyway; what it costs is one Redis round trip before that
+    batch. 0: every read leaves at once."""
     max_queue: int = 4096
     """Requests waiting for the model beyond which new ones get UNAVAILABLE (overload)."""
     torch_threads: int = 1
@@ -66,7 +66,7 @@ class ServeConfig:
     """Lifetime of a cached answer; 0 disables the result cache."""
     near_cache_size: int = 100_000
     """Versions and answers kept in process (each), invalidated by Redis's client-side-caching
-    pushes (``serving.near_cache``); 0 asks Redis every time."""
+    pushes (``serving.store.near_cache``); 0 asks Redis every time."""
     redis_timeout_s: float = 0.5
     """Timeout of every Redis call."""
     redis_retry_interval_s: float = 1.0

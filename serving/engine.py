@@ -15,9 +15,9 @@ import logging
 
 from serving.config import ServeConfig
 from serving.errors import DeadlineExceeded, FeatureStoreUnavailable, InvalidArgument
-from serving.features import FeatureStore
+from serving.model.runtime import ModelJob, ModelResult, ModelRuntime, ModelSnapshot
 from serving.proto.recsys.v1 import recommender_pb2 as pb
-from serving.runtime import ModelJob, ModelResult, ModelRuntime, ModelSnapshot
+from serving.store.feature_store import FeatureStore
 from serving.validation import RecommendQuery
 
 log = logging.getLogger(__name__)

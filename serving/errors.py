@@ -37,6 +37,10 @@ class FeatureStoreUnavailable(Unavailable):
     """Redis could not be reached or answered with an error."""
 
 
+class FeatureStoreUnreachable(FeatureStoreUnavailable):
+    """The connection failed or timed out (as opposed to one command's error reply)."""
+
+
 class DeadlineExceeded(ServiceError):
     """The caller's deadline passed before the work could be done."""
 

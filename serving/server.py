@@ -25,13 +25,14 @@ from grpc_reflection.v1alpha import reflection
 from recsys.errors import RecsysError
 from serving.config import ServeConfig
 from serving.engine import RecommendEngine
-from serving.features import FeatureStore
 from serving.interceptors import ErrorInterceptor
+from serving.model.runtime import ModelRuntime, load_snapshot
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
-from serving.redis_connection import EmbeddedRedis, redacted
-from serving.runtime import ModelRuntime, load_snapshot
 from serving.service import RecommenderService
+from serving.store.embedded_redis import EmbeddedRedis
+from serving.store.feature_store import FeatureStore
+from serving.store.redis_clients import redacted
 
 log = logging.getLogger(__name__)
 

@@ -313,7 +313,7 @@ def test_job_then_server_end_to_end(tmp_path: Path) -> None:
     import polars as pl
 
     from recsys.data.synthetic import SynthConfig, generate_log
-    from serving.redis_connection import EmbeddedRedis, free_port
+    from serving.store.embedded_redis import EmbeddedRedis, free_port
 
     log = tmp_path / "input" / "events.csv"
     log.parent.mkdir()

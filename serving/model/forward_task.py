@@ -19,7 +19,6 @@ row, K the largest k, B' the rows that want an explanation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Optional  # noqa: UP035 - TorchScript reads Optional, not `X | None`
 
 import torch
@@ -97,14 +96,6 @@ def warm_up(task: torch.jit.ScriptModule, max_len: int) -> None:
         items = [[1] * width for _ in range(rows)]
         allow = [[1, 1] for _ in range(rows)] if run == WARM_UP_RUNS - 1 else None
         launch(task, items, 2, [[1] for _ in range(rows)], allow, [0] if run == 1 else []).wait()
-
-
-def right_aligned(rows: Sequence[Sequence[int]], width: int) -> Rows:
-    """Rows of indices -> [B, width] lists, right-aligned and 0-left-padded; a longer row keeps
-    its end (its newest items)."""
-    if width == 0:
-        return [[] for _ in rows]
-    return [[0] * (width - len(row[-width:])) + list(row[-width:]) for row in rows]
 
 
 def launch(

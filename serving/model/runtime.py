@@ -3,10 +3,10 @@
 Concurrent requests are gathered into one TorchScript forward: a batch takes every request that
 arrived while the previous one ran (up to ``max_batch_size``), and on a busy server (at least
 ``busy_in_flight`` requests in flight) it first waits ``max_wait_ms`` for more, so batches grow
-with load and a lightly loaded server adds no delay. The forward runs as a
-TorchScript task on torch's inter-op thread pool, never on the event loop, one at a time
-(``serving.forward_task`` says why not in a Python worker thread), a thread that never preempts the
-loop (``serving.scheduling``). A swap replaces the current
+with load and a lightly loaded server adds no delay. The forward runs as a TorchScript task on
+torch's inter-op thread pool, never on the event loop, one at a time (``serving.model.forward_task``
+says why not in a Python worker thread), a thread that never preempts the loop
+(``serving.model.scheduling``). A swap replaces the current
 ``ModelSnapshot`` between batches; a request keeps the snapshot it started with, so nothing in
 flight is dropped or mixed.
 
@@ -28,10 +28,16 @@ from typing import Any
 
 import torch
 
-from recsys.export import Artifact, ArtifactError, load_artifact, verify_loaded_artifact
+from recsys.export import (
+    Artifact,
+    ArtifactError,
+    load_artifact,
+    right_aligned_rows,
+    verify_loaded_artifact,
+)
 from serving.errors import DeadlineExceeded, ServiceError, Unavailable
-from serving.forward_task import TaskOutput, launch, right_aligned, script_task, warm_up
-from serving.scheduling import mark_cpu_bound
+from serving.model.forward_task import TaskOutput, launch, script_task, warm_up
+from serving.model.scheduling import mark_cpu_bound
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +83,6 @@ class ModelSnapshot:
         self.max_len = artifact.max_len
         self.num_items = artifact.num_items
         self.item_ids = artifact.item_ids
-        self.index_of = {item_id: index for index, item_id in enumerate(artifact.item_ids) if index}
         self.popularity = artifact.popularity
         self.task = script_task(artifact.module)
         try:
@@ -90,16 +95,7 @@ class ModelSnapshot:
 
     def to_indices(self, item_ids: Sequence[str]) -> tuple[list[int], list[str]]:
         """(indices of the known ids in order, the unknown ids in order)."""
-        index_of = self.index_of
-        known: list[int] = []
-        unknown: list[str] = []
-        for item_id in item_ids:
-            index = index_of.get(item_id)
-            if index is None:
-                unknown.append(item_id)
-            else:
-                known.append(index)
-        return known, unknown
+        return self.artifact.to_indices(item_ids)
 
     def popular(self, k: int, exclude: set[int], allow: list[int] | None) -> ModelResult:
         """The cold-start answer: the ``k`` most popular eligible items, scored by popularity."""
@@ -136,14 +132,14 @@ def _launch(snapshot: ModelSnapshot, jobs: Sequence[ModelJob]) -> torch.futures.
     width = max(1, max(min(len(job.items), snapshot.max_len) for job in jobs))
     allow = None
     if jobs[0].allow is not None:
-        allow = right_aligned(
+        allow = right_aligned_rows(
             [job.allow or [] for job in jobs], max(len(j.allow or []) for j in jobs)
         )
     return launch(
         snapshot.task,
-        right_aligned([job.items for job in jobs], width),
+        right_aligned_rows([job.items for job in jobs], width),
         max(job.k for job in jobs),
-        right_aligned([job.exclude for job in jobs], max(len(j.exclude) for j in jobs)),
+        right_aligned_rows([job.exclude for job in jobs], max(len(j.exclude) for j in jobs)),
         allow,
         [row for row, job in enumerate(jobs) if job.explain],
     )
@@ -174,7 +170,7 @@ def _explanations(
     out: dict[int, list[Explanation]] = {}
     for row, row_weights in zip(rows, weights, strict=True):
         width = len(row_weights)
-        window = right_aligned([jobs[row].items], width)[0]
+        window = right_aligned_rows([jobs[row].items], width)[0]
         ranked = sorted(
             (
                 Explanation(index, weight, width - 1 - column)
@@ -210,7 +206,7 @@ class ModelRuntime:
         self.explain_top = explain_top
         self.on_forward = on_forward
         """Called with True as a forward starts and False as it ends (the server holds Redis
-        reads in between, see ``serving.resp``)."""
+        reads in between, see ``serving.store.pipelined_client``)."""
         self._forward: torch.futures.Future[Any] | None = None
         """The forward in progress, if any (``close`` waits for it)."""
         self._pending: list[tuple[ModelSnapshot, ModelJob]] = []
@@ -238,7 +234,7 @@ class ModelRuntime:
 
     async def close(self) -> None:
         """Stop taking work; fail whatever is queued or running; wait for a forward in progress
-        (its task must not outlive the runtime: see ``serving.forward_task``)."""
+        (its task must not outlive the runtime: see ``serving.model.forward_task``)."""
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -341,7 +337,7 @@ class ModelRuntime:
         loop_thread_id = self._loop_thread_id
 
         def wake(_: torch.futures.Future[Any]) -> None:  # runs on the inter-op thread
-            mark_cpu_bound(loop_thread_id)  # from the next forward on (serving.scheduling)
+            mark_cpu_bound(loop_thread_id)  # from the next forward on (serving.model.scheduling)
             try:
                 loop.call_soon_threadsafe(_settle, finished)
             except RuntimeError:  # the loop closed while the forward ran: nobody waits

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 import redis
 
 from serving.errors import FeatureStoreUnavailable
-from serving.features import FeatureKeys
+from serving.store.feature_store import FeatureKeys
 
 _RPUSH_CHUNK = 1000
 """Items per RPUSH command (keeps every command small, whatever the history length)."""

@@ -11,13 +11,13 @@ The result key holds the model version, the request options' digest and the hist
 a new model or a new event makes old entries unreachable (they expire by their TTL).
 
 Round trips and client overhead are what a Redis-backed server spends its time on, so the hot path
-(cache lookups and writes) goes through one lean pipelined connection (``serving.resp``) that lets
-concurrent requests share writes and round trips, and a lookup is one server-side script that
-reads the version, the cached answer and (on a miss) the history in one atomic step. Writes and
-reads off the hot path use redis-py.
+(cache lookups and writes) goes through one lean pipelined connection
+(``serving.store.pipelined_client``) that lets concurrent requests share writes and round trips, and
+a lookup is one server-side script that reads the version, the cached answer and (on a miss) the
+history in one atomic step. Writes and reads off the hot path use redis-py.
 
-In front of Redis sits an optional near cache (``serving.near_cache``): versions and answers this
-process has read or computed, invalidated by Redis's client-side-caching pushes, so that a
+In front of Redis sits an optional near cache (``serving.store.near_cache``): versions and answers
+this process has read or computed, invalidated by Redis's client-side-caching pushes, so that a
 repeated request is answered without a round trip.
 """
 
@@ -32,10 +32,10 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from serving.errors import FeatureStoreUnavailable
-from serving.near_cache import NearCache
-from serving.redis_connection import async_client
-from serving.resp import FeatureStoreUnreachable, RespConnection
+from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable
+from serving.store.near_cache import NearCache
+from serving.store.pipelined_client import PipelinedConnection
+from serving.store.redis_clients import async_client
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class FeatureStore:
     is back, and otherwise raises ``FeatureStoreUnavailable`` (never a silent loss).
 
     ``near_cache_size`` > 0 keeps up to that many versions and answers in process (see
-    ``serving.near_cache``; answers live ``near_cache_ttl_s`` at most).
+    ``serving.store.near_cache``; answers live ``near_cache_ttl_s`` at most).
     """
 
     def __init__(
@@ -120,7 +120,7 @@ class FeatureStore:
         self.near: NearCache | None = None
         if near_cache_size > 0 and near_cache_ttl_s > 0:
             self.near = NearCache(near_cache_size, near_cache_ttl_s)
-        self._hot = RespConnection(
+        self._hot = PipelinedConnection(
             url, timeout_s, on_invalidate=self.near.forget if self.near is not None else None
         )
         self._on_availability = on_availability
@@ -253,7 +253,7 @@ class FeatureStore:
 
     def hold_reads(self, limit_s: float) -> None:
         """Hold the hot path's commands from now on, to leave together at ``release_reads``
-        (or ``limit_s`` later at most): see ``serving.resp``."""
+        (or ``limit_s`` later at most): see ``serving.store.pipelined_client``."""
         self._hot.hold(limit_s)
 
     def release_reads(self) -> None:

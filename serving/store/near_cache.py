@@ -10,9 +10,10 @@ turn of the change. What this process writes itself is dropped at once (``forget
 
 Why it stays correct:
 
-* A version is remembered from inside the reply parser (``RespConnection``'s ``on_reply``), so a
-  reply and an invalidation that arrive in one chunk are applied in wire order: a version
-  invalidated right after it was read is never resurrected by a coroutine resuming later.
+* A version is remembered from inside the reply parser (``PipelinedConnection``'s
+  ``on_reply``), so a reply and an invalidation that arrive in one chunk are applied in wire
+  order: a version invalidated right after it was read is never resurrected by a coroutine
+  resuming later.
 * Answers are keyed by model version + options + history version, so an answer never changes
   under its key; only the user's current version needs invalidating.
 * When the connection drops, tracking is lost with it: ``clear`` empties everything, and nothing

@@ -23,7 +23,7 @@ quarter (``bench/serve_load.py``, paired runs with ``--read-hold-ms 0``).
 With ``on_invalidate`` the connection speaks RESP3 with ``CLIENT TRACKING ON``: Redis pushes an
 ``invalidate`` message whenever a key this connection read changes, and the callback gets the
 keys (None: forget everything, also sent when the connection is lost). A caller's ``on_reply``
-runs inside the parser, in wire order with those pushes (see ``serving.near_cache``).
+runs inside the parser, in wire order with those pushes (see ``serving.store.near_cache``).
 
 Supports ``redis://``, ``rediss://`` (TLS; ``ssl_cert_reqs=none``/``ssl_ca_certs=`` honoured) and
 ``unix://`` URLs with a username/password and a database number, as redis-py parses them.
@@ -42,7 +42,7 @@ import hiredis
 from redis.asyncio.connection import parse_url
 
 from recsys.errors import ConfigError
-from serving.errors import FeatureStoreUnavailable
+from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,6 @@ OnReply = Callable[[Any], None]
 """Called with a command's reply inside the parser, before its caller resumes."""
 OnInvalidate = Callable[[list[bytes] | None], None]
 """Called with the keys of an ``invalidate`` push; None: everything (or the connection is gone)."""
-
-
-class FeatureStoreUnreachable(FeatureStoreUnavailable):
-    """The connection failed or timed out (as opposed to one command's error reply)."""
 
 
 class _RespProtocol(asyncio.Protocol):
@@ -72,7 +68,7 @@ class _RespProtocol(asyncio.Protocol):
         self.held: asyncio.TimerHandle | None = None
         """While commands are held (``hold``): the timer that releases them at the latest."""
         self.counts = counts
-        """The connection's counters of commands sent and socket writes (``RespConnection``)."""
+        """The connection's counters of commands sent and socket writes."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -176,7 +172,7 @@ class _RespProtocol(asyncio.Protocol):
             self.on_invalidate(None)  # tracking ends with the connection
 
 
-class RespConnection:
+class PipelinedConnection:
     """``await execute("GET", key)`` -> the reply; pipelined across concurrent callers.
 
     A reply that is an error raises ``FeatureStoreUnavailable``; a connection that fails, or a

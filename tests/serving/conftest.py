@@ -23,11 +23,11 @@ import redis
 from recsys.export import export_artifact
 from serving.config import ServeConfig
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
-from serving.redis_connection import EmbeddedRedis
 from serving.server import RecommenderApp
+from serving.store.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
-    from serving.features import FeatureStore
+    from serving.store.feature_store import FeatureStore
     from tests.conftest import TinyRuns
 
 T = TypeVar("T")

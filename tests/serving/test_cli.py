@@ -26,7 +26,7 @@ from recsys.export import load_artifact
 from serving.errors import FeatureStoreUnavailable
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
-from serving.redis_connection import free_port
+from serving.store.embedded_redis import free_port
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Artifacts, ServerHandle, StartServer

@@ -11,8 +11,8 @@ from grpc_health.v1 import health_pb2
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from serving.redis_connection import free_port
 from serving.server import FEATURE_STORE_HEALTH, SERVICE_NAME
+from serving.store.embedded_redis import free_port
 
 if TYPE_CHECKING:
     from tests.serving.conftest import ServerHandle

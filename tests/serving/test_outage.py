@@ -15,8 +15,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.proto.recsys.v1 import recommender_pb2 as pb
-from serving.redis_connection import EmbeddedRedis, free_port
 from serving.server import FEATURE_STORE_HEALTH, SERVICE_NAME
+from serving.store.embedded_redis import EmbeddedRedis, free_port
 
 if TYPE_CHECKING:
     from tests.serving.conftest import ServerHandle, StartServer

@@ -13,25 +13,20 @@ import pytest
 import torch
 
 from recsys.errors import ArtifactError
-from serving import runtime
-from serving.forward_task import launch, right_aligned, script_task, warm_up
-from serving.runtime import load_snapshot
+from serving.model import runtime
+from serving.model.forward_task import launch, script_task, warm_up
+from serving.model.runtime import load_snapshot
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Artifacts
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_rows_are_right_aligned_keeping_their_newest_items() -> None:
-    assert right_aligned([[1, 2], [3], []], 3) == [[0, 1, 2], [0, 0, 3], [0, 0, 0]]
-    assert right_aligned([[1, 2, 3, 4, 5]], 2) == [[4, 5]]
-    assert right_aligned([[1, 2], []], 0) == [[], []]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_task_hands_back_plain_lists_never_tensors(artifacts: Artifacts) -> None:
     """A tensor Python has seen and the inter-op thread frees last needs the GIL on that thread;
-    at interpreter exit that aborts the process (``serving.forward_task``), so none may cross."""
+    at interpreter exit that aborts the process (``serving.model.forward_task``), so none may
+    cross."""
     snapshot = load_snapshot(artifacts.first)
     future = launch(snapshot.task, [[0, 1, 2], [3, 4, 5]], 4, [[7], [0]], None, [1])
     indices, scores, weights = future.wait()
@@ -107,7 +102,7 @@ _EXIT_RIGHT_AFTER_FORWARDS = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     import torch
-    from serving.runtime import ModelJob, ModelRuntime, load_snapshot, run_batch
+    from serving.model.runtime import ModelJob, ModelRuntime, load_snapshot, run_batch
 
     snapshot = load_snapshot(Path(sys.argv[1]))
     torch.set_num_threads(1)

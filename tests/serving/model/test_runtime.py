@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from serving.errors import ServiceError
-from serving.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_snapshot, run_batch
-from serving.scheduling import marked_threads
+from serving.model.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_snapshot, run_batch
+from serving.model.scheduling import marked_threads
 
 if TYPE_CHECKING:
     from tests.serving.conftest import Artifacts

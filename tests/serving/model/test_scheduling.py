@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from serving.scheduling import mark_cpu_bound, marked_threads
+from serving.model.scheduling import mark_cpu_bound, marked_threads
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is a Linux scheduling policy"

@@ -16,8 +16,8 @@ import redis
 
 from recsys.errors import ConfigError
 from serving.errors import FeatureStoreUnavailable
-from serving.features import FeatureStore, UserState
-from serving.redis_connection import EmbeddedRedis, free_port
+from serving.store.embedded_redis import EmbeddedRedis, free_port
+from serving.store.feature_store import FeatureStore, UserState
 
 if TYPE_CHECKING:
     from tests.serving.conftest import CountWrites

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 import redis
 
-from serving.features import FeatureStore
-from serving.near_cache import NearCache
-from serving.redis_connection import EmbeddedRedis, free_port
+from serving.store.embedded_redis import EmbeddedRedis, free_port
+from serving.store.feature_store import FeatureStore
+from serving.store.near_cache import NearCache
 
 if TYPE_CHECKING:
     from tests.serving.conftest import CountWrites
@@ -252,7 +252,7 @@ def test_a_redis_that_cannot_track_is_used_without_the_near_cache(
             assert (await store.read_user("u", prefix)).cached == b"answer"
             assert len(writes) == 1
 
-        with caplog.at_level(logging.WARNING, logger="serving.resp"):
+        with caplog.at_level(logging.WARNING, logger="serving.store.pipelined_client"):
             _with_stores(embedded.url, "no-tracking", body)
         assert "cannot track reads" in caplog.text
     finally:
