@@ -60,7 +60,7 @@ VARIANTS: Final[dict[str, dict[str, Any]]] = {
 
 def run_variant(name: str, data: Path, workdir: Path, minutes: float, precision: str) -> None:
     """Train one variant and evaluate its best checkpoint on the test split."""
-    from pipelines.evaluate import run_evaluate
+    from pipelines.evaluate import EvaluateConfig, run_evaluate
     from recsys.training import TrainConfig, train
 
     overrides = VARIANTS[name] | {"max_minutes": minutes}
@@ -81,12 +81,10 @@ def run_variant(name: str, data: Path, workdir: Path, minutes: float, precision:
     protocols = ["sampled", "full"] if overrides.get("loss") == "ce" else ["sampled"]
     for protocol in protocols:
         report = run_evaluate(
+            EvaluateConfig(protocol=protocol, k=(10,), device="auto"),
             data=data,
             out=run / f"test_{protocol}",
             checkpoint=run / "checkpoints" / "best.ckpt",
-            protocol=protocol,  # type: ignore[arg-type]
-            ks=(10,),
-            device="auto",
             overwrite=True,
         )
         intervals = report.intervals[report.results[0].name]

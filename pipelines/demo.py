@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipelines.console import console
-from pipelines.evaluate import run_evaluate, summary_table
+from pipelines.evaluate import EvaluateConfig, run_evaluate, summary_table
 from pipelines.export import artifact_table
 from pipelines.prepare import run_prepare
 from pipelines.serve_demo import run_serving_demo
@@ -55,10 +55,10 @@ def demo(
     )
     console.rule("4/6 evaluate on the test split against the baselines (full ranking)")
     report = run_evaluate(
+        EvaluateConfig(compare_baselines=True),
         data=data_dir,
         out=workdir / "report",
         checkpoint=workdir / "run" / "checkpoints" / "best.ckpt",
-        baselines=["most-popular", "markov"],
         overwrite=True,
     )
     console.print(summary_table(report))

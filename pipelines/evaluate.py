@@ -11,20 +11,23 @@ from typing import Annotated, Any, Literal
 
 import torch
 import typer
+from pydantic import Field, field_validator
 from rich.table import Table
 
 from pipelines.console import console
+from pipelines.options import Option, config_command
+from recsys.config import Config
 from recsys.data import load_prepared
 from recsys.errors import ConfigError, OutputExistsError
 from recsys.evaluation import (
     BASELINE_NAMES,
+    BaselineName,
     EvaluationProtocol,
     EvaluationReport,
     NegativeSampling,
     Scorer,
     baseline_scorer,
     build_report,
-    check_ks,
     evaluation_task,
     run_evaluation,
     write_report,
@@ -32,20 +35,61 @@ from recsys.evaluation import (
 from recsys.export import artifact_scorer
 from recsys.training import checkpoint_scorer
 
-SplitName = Literal["validation", "test"]
 
+class EvaluateConfig(Config):
+    """What ``recsys evaluate`` ranks, how, and how the intervals are computed."""
 
-def parse_ks(raw: str) -> tuple[int, ...]:
-    """``"5,10,20"`` -> ``(5, 10, 20)``; anything else raises ``ConfigError`` naming ``--k``.
+    baseline: list[BaselineName] = Field(default_factory=list)
+    """A baseline to evaluate too; repeat the flag for several (most-popular, markov)."""
+    compare_baselines: bool = False
+    """Add every baseline (most-popular and markov)."""
+    split: Literal["validation", "test"] = "test"
+    """Held-out split to rank."""
+    protocol: EvaluationProtocol = "full"
+    """full: against every item, history excluded. sampled: against --negatives items the user
+    never interacted with (the SASRec paper's)."""
+    k: tuple[int, ...] = (5, 10, 20)
+    """List lengths, comma-separated (5,10,20)."""
+    negatives: int = Field(100, ge=1)
+    """sampled: negatives per user."""
+    negative_sampling: NegativeSampling = "uniform"
+    """sampled: uniform (the paper), or by item popularity."""
+    seed: int = 0
+    """Seed of the negatives and the bootstrap."""
+    resamples: int = Field(1000, ge=1)
+    """Bootstrap resamples over users."""
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    """Confidence level of the intervals."""
+    batch_size: int | None = Field(None, ge=1)
+    """Users per scoring batch (default: by catalogue size)."""
+    device: str = "cpu"
+    """Where the checkpoint scores: cpu, cuda, cuda:1, auto."""
 
-    >>> parse_ks("20, 5,10")
-    (5, 10, 20)
-    """
-    try:
-        values = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError as err:
-        raise ConfigError(f"--k {raw!r}: expected comma-separated integers, e.g. 5,10,20") from err
-    return check_ks(values)
+    @field_validator("k", mode="before")
+    @classmethod
+    def _list_lengths(cls, value: Any) -> Any:
+        """``"5,10,20"`` (the flag's form), a single number, or a list -> distinct, ascending."""
+        if isinstance(value, str):
+            try:
+                value = [int(part) for part in value.split(",") if part.strip()]
+            except ValueError as err:
+                raise ValueError(f"expected comma-separated integers, e.g. 5,10,20: {err}") from err
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list | tuple):
+            values = sorted(set(value))
+            if not values or values[0] < 1:
+                raise ValueError(f"needs positive list lengths, got {list(value)}")
+            return tuple(values)
+        return value
+
+    @property
+    def baselines(self) -> list[str]:
+        """The baselines asked for, each once, in order (every one with compare_baselines)."""
+        names: list[str] = list(dict.fromkeys(self.baseline))
+        if self.compare_baselines:
+            names += [name for name in BASELINE_NAMES if name not in names]
+        return names
 
 
 def resolve_device(device: str) -> torch.device:
@@ -61,95 +105,12 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def evaluate(
-    data: Annotated[Path, typer.Option(help="Prepared dataset folder.")],
-    out: Annotated[
-        Path, typer.Option(help="Report folder to write: metrics.json, report.md, PNG plots.")
-    ],
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="Training checkpoint (RUN_DIR/checkpoints/best.ckpt).")
-    ] = None,
-    artifact: Annotated[
-        Path | None, typer.Option(help="Exported artifact folder (`recsys export`); scores on CPU.")
-    ] = None,
-    baseline: Annotated[
-        list[str] | None,
-        typer.Option(
-            help=f"A baseline to evaluate too ({', '.join(BASELINE_NAMES)}); repeat for several."
-        ),
-    ] = None,
-    compare_baselines: Annotated[
-        bool, typer.Option(help="Add every baseline (most-popular and markov).")
-    ] = False,
-    split: Annotated[SplitName, typer.Option(help="Held-out split to rank.")] = "test",
-    protocol: Annotated[
-        EvaluationProtocol,
-        typer.Option(
-            help="full: against every item, history excluded. sampled: against --negatives "
-            "items the user never interacted with (the SASRec paper's)."
-        ),
-    ] = "full",
-    k: Annotated[str, typer.Option(help="List lengths, comma-separated.")] = "5,10,20",
-    negatives: Annotated[int, typer.Option(help="sampled: negatives per user.")] = 100,
-    negative_sampling: Annotated[
-        NegativeSampling,
-        typer.Option(help="sampled: uniform (the paper), or by item popularity."),
-    ] = "uniform",
-    seed: Annotated[int, typer.Option(help="Seed of the negatives and the bootstrap.")] = 0,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples over users.")] = 1000,
-    confidence: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Users per scoring batch (default: by catalogue size).")
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="Where the checkpoint scores: cpu, cuda, auto.")
-    ] = "cpu",
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-) -> None:
-    """Rank each user's held-out item with a model and/or baselines; write metrics with
-    bootstrap intervals, paired differences against the first scorer, a Markdown report and plots.
-    """
-    names = list(baseline or [])
-    if compare_baselines:
-        names += [name for name in BASELINE_NAMES if name not in names]
-    report = run_evaluate(
-        data=data,
-        out=out,
-        checkpoint=checkpoint,
-        artifact=artifact,
-        baselines=names,
-        split=split,
-        protocol=protocol,
-        ks=parse_ks(k),
-        num_negatives=negatives,
-        negative_sampling=negative_sampling,
-        seed=seed,
-        resamples=resamples,
-        confidence=confidence,
-        batch_size=batch_size,
-        device=device,
-        overwrite=overwrite,
-    )
-    console.print(summary_table(report))
-    console.print(f"report written to {out}")
-
-
 def run_evaluate(
+    settings: EvaluateConfig,
     data: Path,
     out: Path,
     checkpoint: Path | None = None,
     artifact: Path | None = None,
-    baselines: list[str] | None = None,
-    split: str = "test",
-    protocol: EvaluationProtocol = "full",
-    ks: tuple[int, ...] = (5, 10, 20),
-    num_negatives: int = 100,
-    negative_sampling: NegativeSampling = "uniform",
-    seed: int = 0,
-    resamples: int = 1000,
-    confidence: float = 0.95,
-    batch_size: int | None = None,
-    device: str = "cpu",
     overwrite: bool = False,
 ) -> EvaluationReport:
     """Check the options, evaluate every scorer on one task, build and write the report."""
@@ -159,17 +120,13 @@ def run_evaluate(
         raise OutputExistsError(f"--out {out} already exists (pass --overwrite to replace it)")
     if checkpoint is not None and artifact is not None:
         raise ConfigError("--checkpoint and --artifact exclude each other: give one")
-    baselines = list(dict.fromkeys(baselines or []))
-    unknown = [name for name in baselines if name not in BASELINE_NAMES]
-    if unknown:
-        raise ConfigError(f"--baseline {unknown[0]!r}: expected one of {', '.join(BASELINE_NAMES)}")
+    baselines = settings.baselines
     if checkpoint is None and artifact is None and not baselines:
         raise ConfigError(
             "nothing to evaluate: give --checkpoint, --artifact or --baseline "
             f"({', '.join(BASELINE_NAMES)})"
         )
-    _check_numbers(num_negatives, resamples, confidence, batch_size)
-    scoring_device = resolve_device(device)
+    scoring_device = resolve_device(settings.device)
     dataset = load_prepared(data)
     scorers: list[Scorer] = []
     context: dict[str, Any] = {
@@ -183,34 +140,84 @@ def run_evaluate(
         scorers.append(artifact_scorer(artifact, dataset))
         context["artifact"] = str(artifact)
     scorers += [baseline_scorer(name, dataset) for name in baselines]
+    split, protocol = settings.split, settings.protocol
     with console.status(f"preparing the {split} split ({protocol} protocol)") as status:
-        task = evaluation_task(dataset, split, protocol, ks, num_negatives, negative_sampling, seed)
+        task = evaluation_task(
+            dataset,
+            split,
+            protocol,
+            settings.k,
+            settings.negatives,
+            settings.negative_sampling,
+            settings.seed,
+        )
         results = []
         for scorer in scorers:
 
             def progress(done: int, total: int, name: str = scorer.name) -> None:
                 status.update(f"evaluating {name}: {done:,}/{total:,} users")
 
-            results.append(run_evaluation(task, scorer, batch_size, on_progress=progress))
+            results.append(run_evaluation(task, scorer, settings.batch_size, on_progress=progress))
         status.update("bootstrapping intervals")
-        report = build_report(results, resamples, confidence, seed, context)
+        report = build_report(
+            results, settings.resamples, settings.confidence, settings.seed, context
+        )
         status.update(f"writing {out}")
         write_report(report, out, overwrite=overwrite)
     return report
 
 
-def _check_numbers(
-    num_negatives: int, resamples: int, confidence: float, batch_size: int | None
+def _print_report(
+    settings: EvaluateConfig,
+    data: Path,
+    out: Path,
+    checkpoint: Path | None,
+    artifact: Path | None,
+    overwrite: bool,
 ) -> None:
-    """The cheap checks, before any data is read."""
-    if num_negatives < 1:
-        raise ConfigError(f"--negatives must be >= 1, got {num_negatives}")
-    if resamples < 1:
-        raise ConfigError(f"--resamples must be >= 1, got {resamples}")
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"--confidence must be in (0, 1), got {confidence}")
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    report = run_evaluate(settings, data, out, checkpoint, artifact, overwrite)
+    console.print(summary_table(report))
+    console.print(f"report written to {out}")
+
+
+evaluate = config_command(
+    EvaluateConfig,
+    _print_report,
+    options=[
+        Option("data", Annotated[Path, typer.Option(help="Prepared dataset folder.")]),
+        Option(
+            "out",
+            Annotated[
+                Path,
+                typer.Option(help="Report folder to write: metrics.json, report.md, PNG plots."),
+            ],
+        ),
+        Option(
+            "checkpoint",
+            Annotated[
+                Path | None,
+                typer.Option(help="Training checkpoint (RUN_DIR/checkpoints/best.ckpt)."),
+            ],
+            None,
+        ),
+        Option(
+            "artifact",
+            Annotated[
+                Path | None,
+                typer.Option(help="Exported artifact folder (`recsys export`); scores on CPU."),
+            ],
+            None,
+        ),
+        Option(
+            "overwrite",
+            Annotated[bool, typer.Option(help="Replace --out if it exists.")],
+            False,
+        ),
+    ],
+    doc="""Rank each user's held-out item with a model and/or baselines; write metrics with
+    bootstrap intervals, paired differences against the first scorer, a Markdown report and plots.
+    """,
+)
 
 
 def summary_table(report: EvaluationReport) -> Table:

@@ -1,27 +1,28 @@
-"""``ServeConfig``: every setting of the server, typed and checked; errors name the flag."""
+"""``ServeConfig``: every setting of the server, typed and checked; errors name the flag.
+
+Each field is a flag of ``recsys serve`` (``max_k`` -> ``--max-k``; ``pipelines.options`` builds
+them) and a key of a ``--config`` YAML file; its docstring is the flag's help.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
-from typing import Final
+from typing import Final, Literal
 
+from pydantic import model_validator
+
+from recsys.config import Config, flag
 from recsys.errors import ConfigError
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 DEFAULT_PORT: Final = 50051
 
 
-def flag(field_name: str) -> str:
-    """The command-line flag of a config field: ``max_k`` -> ``--max-k``."""
-    return "--" + field_name.replace("_", "-")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
+class ServeConfig(Config):
     """Limits, batching, caching and feature-store settings of one server process."""
 
     host: str = "127.0.0.1"
+    """Address to listen on (0.0.0.0: every interface)."""
     port: int = DEFAULT_PORT
     """0 picks a free port (tests)."""
     redis_url: str | None = None
@@ -79,8 +80,12 @@ class ServeConfig:
     watch: bool = False
     """Reload the artifact when its manifest changes."""
     watch_interval_s: float = 2.0
+    """How often ``watch`` looks at the manifest."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Least severe log records written."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ServeConfig:
         at_least_one = (
             "max_k",
             "max_history",
@@ -133,7 +138,4 @@ class ServeConfig:
                 f"--redis-url must start with redis://, rediss:// or unix://, got "
                 f"{self.redis_url!r}"
             )
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [field.name for field in fields(cls)]
+        return self

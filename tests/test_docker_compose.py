@@ -282,7 +282,7 @@ def test_job_script_reads_your_own_log_and_passes_extra_flags(tmp_path: Path) ->
     prepare, train = parse_recsys(calls[0]), parse_recsys(calls[1])
     assert (prepare["--input"], prepare["--format"]) == (log, "csv")
     assert prepare["--min-user-interactions"] == 2  # the user's flag wins over the default
-    assert train["--max-epochs"] == "2"
+    assert train["--max-epochs"] == 2
 
     done, calls = run_job(tmp_path, {"RECSYS_LOG": "missing.csv"})
     assert (done.returncode, calls) == (2, [])

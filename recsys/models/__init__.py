@@ -1,6 +1,6 @@
 """Models: the SASRec backbone (plain ``nn.Module``, exportable), its layers, config and losses."""
 
-from recsys.models.config import SASRecConfig
+from recsys.models.config import ArchitectureConfig, SASRecConfig
 from recsys.models.losses import (
     LOSSES,
     LossName,
@@ -12,6 +12,7 @@ from recsys.models.losses import (
 from recsys.models.sasrec import SASRec
 
 __all__ = [
+    "ArchitectureConfig",
     "LOSSES",
     "LossName",
     "SASRec",

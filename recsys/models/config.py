@@ -1,53 +1,65 @@
-"""SASRec hyper-parameters: one validated dataclass that round-trips through a plain dict."""
+"""SASRec hyper-parameters, declared once: the architecture, and the backbone config that adds
+the catalogue size.
+
+``ArchitectureConfig`` is what an experiment chooses (``TrainConfig.model`` holds one);
+``SASRecConfig`` is what a backbone is built from: the same fields plus ``num_items``, which
+comes from the data. Both round-trip through a plain dict (checkpoints store it).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from pydantic import Field, model_validator
+
+from recsys.config import Config
 from recsys.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class SASRecConfig:
-    """Shape of a SASRec backbone. ``num_items`` excludes the padding index 0."""
+class ArchitectureConfig(Config):
+    """The shape of the network, independent of the data it is trained on."""
 
-    num_items: int
-    max_len: int = 50
-    hidden_size: int = 50
-    n_blocks: int = 2
-    n_heads: int = 1
-    dropout: float = 0.2
+    max_len: int = Field(50, ge=1)
+    """Longest history the model reads (items)."""
+    hidden_size: int = Field(50, ge=1)
+    """Embedding and hidden size."""
+    n_blocks: int = Field(2, ge=1)
+    """Number of self-attention blocks."""
+    n_heads: int = Field(1, ge=1)
+    """Attention heads per block; must divide hidden_size."""
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    """Dropout rate everywhere."""
     norm_first: bool = True
-    """Pre-LayerNorm blocks (as the authors' code); ``False`` gives post-LayerNorm."""
-    ffn_multiplier: int = 1
-    """Feed-forward width = ``ffn_multiplier * hidden_size`` (the paper uses 1)."""
+    """Pre-LayerNorm blocks (as the authors' code); False gives post-LayerNorm."""
+    ffn_multiplier: int = Field(1, ge=1)
+    """Feed-forward width / hidden_size (the paper uses 1)."""
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.num_items >= 1, f"num_items must be >= 1, got {self.num_items}"),
-            (self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}"),
-            (self.hidden_size >= 1, f"hidden_size must be >= 1, got {self.hidden_size}"),
-            (self.n_blocks >= 1, f"n_blocks must be >= 1, got {self.n_blocks}"),
-            (self.n_heads >= 1, f"n_heads must be >= 1, got {self.n_heads}"),
-            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.ffn_multiplier >= 1, f"ffn_multiplier must be >= 1, got {self.ffn_multiplier}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ArchitectureConfig:
         if self.hidden_size % self.n_heads:
-            raise ConfigError(
+            raise ValueError(
                 f"n_heads ({self.n_heads}) must divide hidden_size ({self.hidden_size})"
             )
+        return self
+
+
+class SASRecConfig(ArchitectureConfig):
+    """Shape of a SASRec backbone. ``num_items`` excludes the padding index 0."""
+
+    num_items: int = Field(ge=1)
+    """Catalogue size V (item indices 1..V; 0 is padding)."""
+
+    @classmethod
+    def of(cls, architecture: ArchitectureConfig, num_items: int) -> SASRecConfig:
+        """The backbone config of ``architecture`` for a catalogue of ``num_items`` items."""
+        return cls(num_items=num_items, **architecture.model_dump())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SASRecConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - set(cls.model_fields))
         if unknown:
             raise ConfigError(f"unknown SASRec config keys: {', '.join(unknown)}")
         return cls(**values)

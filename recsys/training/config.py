@@ -6,29 +6,21 @@ override any key (``--hidden-size 64`` sets ``hidden_size``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from recsys.errors import ConfigError
-from recsys.models import LossName, SASRecConfig
+from recsys.config import Config
+from recsys.models import ArchitectureConfig, LossName, SASRecConfig
 
 
-class TrainConfig(BaseModel):
-    """One training experiment."""
+class TrainConfig(Config):
+    """One training experiment: the model's architecture (a section of its own) and how it is
+    trained. Keys may be given flat, as the flags are (``hidden_size: 64``): the architecture's
+    keys are moved into ``model``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # model
-    max_len: int = Field(50, ge=1, description="Longest history the model reads (items).")
-    hidden_size: int = Field(50, ge=1, description="Embedding and hidden size.")
-    n_blocks: int = Field(2, ge=1, description="Number of self-attention blocks.")
-    n_heads: int = Field(1, ge=1, description="Attention heads per block; must divide hidden_size.")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout rate everywhere.")
-    norm_first: bool = Field(True, description="Pre-LayerNorm blocks (False: post-LayerNorm).")
-    ffn_multiplier: int = Field(1, ge=1, description="Feed-forward width / hidden_size.")
+    model: ArchitectureConfig = Field(default_factory=ArchitectureConfig)
+    """The network's shape (``recsys.models.ArchitectureConfig``: max_len, hidden_size, ...)."""
 
     # loss
     loss: LossName = Field(
@@ -99,13 +91,22 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     seed: int = Field(0, ge=0, description="Seed for weights, sampling and batch order.")
 
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> TrainConfig:
-        if self.hidden_size % self.n_heads:
-            raise ValueError(
-                f"n_heads ({self.n_heads}) must divide hidden_size ({self.hidden_size})"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_model_keys(cls, values: Any) -> Any:
+        """Flat architecture keys (``hidden_size: 64``, as the flags are) go into ``model``."""
+        if not isinstance(values, dict):
+            return values
+        flat = {key: values[key] for key in ArchitectureConfig.model_fields if key in values}
+        if not flat:
+            return values
+        section = values.get("model") or {}
+        if isinstance(section, ArchitectureConfig):
+            section = section.model_dump()
+        if not isinstance(section, dict):
+            return values  # not a mapping: the field's own validation names the problem
+        rest = {key: value for key, value in values.items() if key not in flat}
+        return {**rest, "model": {**section, **flat}}
 
     def validation_label(self) -> str:
         """How validation ranks, for reports and plots."""
@@ -115,46 +116,4 @@ class TrainConfig(BaseModel):
 
     def model_config_for(self, num_items: int) -> SASRecConfig:
         """The backbone config for a catalogue of ``num_items`` items."""
-        return SASRecConfig(
-            num_items=num_items,
-            max_len=self.max_len,
-            hidden_size=self.hidden_size,
-            n_blocks=self.n_blocks,
-            n_heads=self.n_heads,
-            dropout=self.dropout,
-            norm_first=self.norm_first,
-            ffn_multiplier=self.ffn_multiplier,
-        )
-
-    @classmethod
-    def build(cls, values: dict[str, Any], origin: str = "the configuration") -> TrainConfig:
-        """Validate ``values``; every problem is reported with the key (as a flag) it concerns."""
-        try:
-            return cls.model_validate(values)
-        except ValidationError as err:
-            problems = []
-            for error in err.errors():
-                key = ".".join(str(part) for part in error["loc"])
-                flag = f"{key} (--{key.replace('_', '-')})" if key else "config"
-                if error["type"] == "extra_forbidden":
-                    problems.append(f"unknown key {flag}")
-                else:
-                    problems.append(f"{flag}: {error['msg']}")
-            raise ConfigError(f"invalid {origin}: " + "; ".join(problems)) from err
-
-    @classmethod
-    def from_yaml(cls, path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        """Read a YAML file (a mapping of keys above), then apply ``overrides``."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a mapping of config keys")
-        return cls.build({**values, **(overrides or {})}, origin=str(path))
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return SASRecConfig.of(self.model, num_items)

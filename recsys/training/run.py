@@ -96,7 +96,7 @@ def train(
     on_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
     data = SequenceDataModule(
         dataset,
-        max_len=config.max_len,
+        max_len=config.model.max_len,
         batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size,
         seed=config.seed,

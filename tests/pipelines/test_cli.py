@@ -193,7 +193,7 @@ def test_train_from_the_command_line_and_its_errors(
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["config"]["hidden_size"] == 16  # the flag won over the YAML's 64
+    assert summary["config"]["model"]["hidden_size"] == 16  # the flag won over the YAML's 64
     assert summary["config"]["loss"] == "ce"  # the YAML won over the default
     assert (run / "checkpoints" / "best.ckpt").is_file()
 

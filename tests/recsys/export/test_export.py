@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import torch
 
-from pipelines.evaluate import run_evaluate
+from pipelines.evaluate import EvaluateConfig, run_evaluate
 from recsys.data import load_prepared
 from recsys.errors import ArtifactError, ConfigError, DataError, OutputExistsError
 from recsys.export import (
@@ -247,16 +247,12 @@ def test_existing_out_is_refused_unless_overwrite(exported: Exported, tmp_path: 
 
 
 def test_evaluating_the_artifact_matches_the_checkpoint(exported: Exported, tmp_path: Path) -> None:
-    common = {"data": exported.data, "ks": (5, 10), "resamples": 50}
+    settings = EvaluateConfig(k=(5, 10), resamples=50)
     by_checkpoint = run_evaluate(
-        out=tmp_path / "ckpt",
-        checkpoint=exported.checkpoint,
-        **common,  # type: ignore[arg-type]
+        settings, exported.data, tmp_path / "ckpt", checkpoint=exported.checkpoint
     )
     by_artifact = run_evaluate(
-        out=tmp_path / "art",
-        artifact=exported.artifact,
-        **common,  # type: ignore[arg-type]
+        settings, exported.data, tmp_path / "art", artifact=exported.artifact
     )
     assert np.array_equal(by_artifact.results[0].ranks, by_checkpoint.results[0].ranks)
     assert by_artifact.results[0].means == by_checkpoint.results[0].means
@@ -272,7 +268,8 @@ def test_evaluating_the_artifact_matches_the_checkpoint(exported: Exported, tmp_
     assert test["protocol"] == "full"
     assert test["metrics"]["ndcg@10"] == pytest.approx(by_checkpoint.results[0].means["ndcg@10"])
 
-    run_evaluate(out=tmp_path / "pop", baselines=["most-popular"], **common)  # type: ignore[arg-type]
+    baseline_only = EvaluateConfig(k=(5, 10), resamples=50, baseline=["most-popular"])
+    run_evaluate(baseline_only, exported.data, tmp_path / "pop")
     with pytest.raises(ArtifactError, match="evaluates no model"):
         export_artifact(
             exported.checkpoint,
@@ -290,7 +287,7 @@ def test_an_artifact_of_another_dataset_is_refused_by_evaluate(
     manifest["dataset"]["fingerprint"] = "sha256-rows:another"
     (artifact / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="--artifact was trained on another input log"):
-        run_evaluate(data=exported.data, out=tmp_path / "r", artifact=artifact, resamples=10)
+        run_evaluate(EvaluateConfig(resamples=10), exported.data, tmp_path / "r", artifact=artifact)
 
 
 def test_importing_the_loader_does_not_import_training_code() -> None:

@@ -129,8 +129,8 @@ def test_config_round_trips(model: SASRec) -> None:
     ("kwargs", "message"),
     [
         ({"n_heads": 3, "hidden_size": 16}, r"n_heads \(3\) must divide hidden_size \(16\)"),
-        ({"max_len": 0}, "max_len must be >= 1"),
-        ({"dropout": 1.0}, "dropout must be in"),
+        ({"max_len": 0}, r"max_len \(--max-len\): must be >= 1, got 0"),
+        ({"dropout": 1.0}, r"dropout \(--dropout\): must be in \[0.0, 1.0\)"),
     ],
 )
 def test_impossible_configs_are_named(kwargs: dict[str, object], message: str) -> None:

@@ -26,7 +26,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("hidden_size: 32\nloss: bce\n")
     config = TrainConfig.from_yaml(path, {"loss": "ce"})
-    assert (config.hidden_size, config.loss) == (32, "ce")
+    assert (config.model.hidden_size, config.loss) == (32, "ce")
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_overrides_win_over_the_file(tmp_path: Path) -> None:
     [
         ({"hiden_size": 3}, r"unknown key hiden_size \(--hiden-size\)"),
         ({"hidden_size": 50, "n_heads": 3}, r"n_heads \(3\) must divide hidden_size \(50\)"),
-        ({"max_len": 0}, r"max_len \(--max-len\): Input should be greater than or equal to 1"),
+        ({"max_len": 0}, r"max_len \(--max-len\): must be >= 1"),
         ({"loss": "mse"}, r"loss \(--loss\)"),
     ],
 )
