@@ -1,7 +1,14 @@
-"""Benchmarks, each a script that writes its numbers to ``bench/results/``.
+"""Benchmarks, each a script (``python bench/<name>.py``) that writes its numbers to
+``bench/results/``.
 
-``prepare`` times data preparation with polars (``recsys.data``) against a plain pandas
-implementation of the same steps (``pandas_prepare``).
+- ``prepare``: data preparation with polars (``recsys.data``) against plain pandas
+  (``pandas_prepare``, the same steps: a module, not a script).
+- ``train_speed``: seconds per epoch of ``recsys train`` against a plain PyTorch loop.
+- ``quality_video_games``: quality on the SASRec paper's own data and protocol.
+- ``sweep_video_games``: variants of ``video_games.yaml`` trained side by side.
+- ``export_latency``: one call of an exported model, TorchScript against eager.
+- ``serve_load``: closed-loop gRPC load on ``recsys serve`` against an echo server as the
+  ceiling (its parts in ``serving_load/``).
 """
 
 __all__: list[str] = []
