@@ -35,10 +35,10 @@ USER 10001:10001
 
 EXPOSE 50051
 
-# The gRPC health service ("" is SERVING while the model serves). python -m pipelines.health is
+# The gRPC health service ("" is SERVING while the model serves). python -m pipelines.service.health is
 # `recsys health` without importing torch, so a probe costs a fraction of a second of CPU.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "pipelines.health", "--target", "127.0.0.1:50051"]
+    CMD ["python", "-m", "pipelines.service.health", "--target", "127.0.0.1:50051"]
 
 # `docker run IMAGE` alone prints the commands (recsys with no arguments shows its help).
 ENTRYPOINT ["recsys"]

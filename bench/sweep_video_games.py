@@ -60,7 +60,7 @@ VARIANTS: Final[dict[str, dict[str, Any]]] = {
 
 def run_variant(name: str, data: Path, workdir: Path, minutes: float, precision: str) -> None:
     """Train one variant and evaluate its best checkpoint on the test split."""
-    from pipelines.evaluate import EvaluateConfig, run_evaluate
+    from pipelines.jobs.evaluate import EvaluateConfig, run_evaluate
     from recsys.training import TrainConfig, train
 
     overrides = VARIANTS[name] | {"max_minutes": minutes}

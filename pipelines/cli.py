@@ -43,57 +43,57 @@ class CommandEntry:
 
 COMMANDS: dict[str, CommandEntry] = {
     "synth": CommandEntry(
-        "pipelines.synth",
+        "pipelines.jobs.synth",
         "synth",
         "Generate a log with power-law popularity and learnable sequential structure.",
     ),
     "prepare": CommandEntry(
-        "pipelines.prepare",
+        "pipelines.jobs.prepare",
         "prepare",
         "Read, clean, index and split an interaction log into a prepared dataset folder.",
     ),
     "train": CommandEntry(
-        "pipelines.train",
+        "pipelines.jobs.train",
         "train_command",
         "Train SASRec on a prepared dataset (GPU when present, CPU otherwise).",
     ),
     "evaluate": CommandEntry(
-        "pipelines.evaluate",
+        "pipelines.jobs.evaluate",
         "evaluate",
         "Rank each user's held-out item with a model and/or baselines; write metrics with "
         "bootstrap intervals, paired differences against the first scorer, a Markdown report "
         "and plots.",
     ),
     "export": CommandEntry(
-        "pipelines.export",
+        "pipelines.jobs.export",
         "export",
         "Export a trained SASRec as a TorchScript artifact, checked against the eager model "
         "(scores within 1e-5, identical top-k) before it appears at --out; or --verify an "
         "artifact.",
     ),
     "demo": CommandEntry(
-        "pipelines.demo",
+        "pipelines.jobs.demo",
         "demo",
         "Synthesize a log, prepare it, train SASRec, evaluate it, export it, serve it (gRPC + "
         "embedded Redis) and send it a few requests.",
     ),
     "load-features": CommandEntry(
-        "pipelines.load_features",
+        "pipelines.jobs.load_features",
         "load_features",
         "Load every user's latest history from a prepared dataset into the Redis feature store.",
     ),
     "serve": CommandEntry(
-        "pipelines.serve",
+        "pipelines.service.serve",
         "serve_command",
         "Serve recommendations over gRPC (health + reflection included) until SIGTERM/SIGINT.",
     ),
     "recommend": CommandEntry(
-        "pipelines.recommend",
+        "pipelines.service.recommend",
         "recommend_command",
         "Ask a running `recsys serve` for recommendations; errors print the gRPC status name.",
     ),
     "health": CommandEntry(
-        "pipelines.health",
+        "pipelines.service.health",
         "health_command",
         "Check a running `recsys serve` through the gRPC health service: prints its status; "
         "exit status 0 when SERVING, 1 otherwise (the HEALTHCHECK convention).",

@@ -30,7 +30,7 @@ from pipelines.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-JOB_SCRIPT = ROOT / "pipelines" / "docker_job.sh"
+JOB_SCRIPT = ROOT / "pipelines" / "jobs" / "docker_job.sh"
 CLI = typer.main.get_command(app)
 
 
@@ -88,8 +88,8 @@ def server_argv() -> list[str]:
 
 
 def health_probe_args(test: list[str]) -> list[str]:
-    """The arguments of a ``python -m pipelines.health ...`` check (CMD form)."""
-    assert test[:4] == ["CMD", "python", "-m", "pipelines.health"], test
+    """The arguments of a ``python -m pipelines.service.health ...`` check (CMD form)."""
+    assert test[:4] == ["CMD", "python", "-m", "pipelines.service.health"], test
     return test[4:]
 
 
@@ -380,7 +380,7 @@ def test_job_then_server_end_to_end(tmp_path: Path) -> None:
 
 def _wait_healthy(probe: list[str], server: subprocess.Popen[bytes], log: Path) -> None:
     """Run the health check as Docker would until it answers 0 (the server dying fails)."""
-    command = [sys.executable, "-m", "pipelines.health", *probe]
+    command = [sys.executable, "-m", "pipelines.service.health", *probe]
     deadline = time.monotonic() + 120
     while subprocess.run(command, capture_output=True, timeout=30).returncode != 0:
         assert server.poll() is None, log.read_text()

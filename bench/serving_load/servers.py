@@ -191,7 +191,7 @@ def _free_port() -> int:
 def _wait_serving(
     target: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float
 ) -> None:
-    from pipelines.health import check_health
+    from pipelines.service.health import check_health
     from serving.client import RemoteError
 
     deadline = time.monotonic() + timeout_s

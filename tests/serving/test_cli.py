@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
 from pipelines.cli import app, main
-from pipelines.load_features import run_load_features
+from pipelines.jobs.load_features import run_load_features
 from recsys.data import load_prepared
 from recsys.errors import ConfigError
 from recsys.export import load_artifact

@@ -1,5 +1,5 @@
-"""``recsys health`` (and ``python -m pipelines.health``, the container's HEALTHCHECK) against a
-real server on a free port."""
+"""``recsys health`` (and ``python -m pipelines.service.health``, the container's HEALTHCHECK)
+against a real server on a free port."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def test_health_command_exits_1_when_not_serving_unknown_or_unreachable(
 
 def test_module_probe_is_the_same_check_without_torch(server: ServerHandle) -> None:
     """The HEALTHCHECK command as a process: exit 0 on a serving server, and no torch import."""
-    probe = [sys.executable, "-m", "pipelines.health", "--target", server.target]
+    probe = [sys.executable, "-m", "pipelines.service.health", "--target", server.target]
     done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "SERVING\n"), done.stderr
 
-    imports = "import sys, pipelines.health; print('torch' in sys.modules)"
+    imports = "import sys, pipelines.service.health; print('torch' in sys.modules)"
     lean = subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True)
     assert lean.stdout.strip() == "False", lean.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.console import console
-from pipelines.serve_demo import run_serving_demo
+from pipelines.jobs.demo import run_serving_demo
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 
 if TYPE_CHECKING:

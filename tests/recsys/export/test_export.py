@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import torch
 
-from pipelines.evaluate import EvaluateConfig, run_evaluate
+from pipelines.jobs.evaluate import EvaluateConfig, run_evaluate
 from recsys.data import load_prepared
 from recsys.errors import ArtifactError, ConfigError, DataError, OutputExistsError
 from recsys.export import (

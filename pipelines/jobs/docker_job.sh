@@ -15,10 +15,10 @@
 # Every step replaces its previous output, so running the job again rebuilds everything.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+pipelines="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 artifacts="${RECSYS_ARTIFACTS:-/artifacts}"
 redis_url="${RECSYS_REDIS_URL:-redis://redis:6379/0}"
-config="${RECSYS_TRAIN_CONFIG:-$here/configs/demo.yaml}"
+config="${RECSYS_TRAIN_CONFIG:-$pipelines/configs/demo.yaml}"
 read -r -a prepare_args <<<"${RECSYS_PREPARE_ARGS:-}"
 read -r -a train_args <<<"${RECSYS_TRAIN_ARGS:-}"
 

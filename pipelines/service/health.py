@@ -3,7 +3,7 @@
 Exit status 0 when the service is SERVING, 1 otherwise (NOT_SERVING, unknown service, server
 unreachable or too slow) — the convention of Docker's HEALTHCHECK, for which 2 is reserved.
 
-The container health check runs this module directly (``python -m pipelines.health --target
+The container health check runs this module directly (``python -m pipelines.service.health --target
 127.0.0.1:50051``): it imports only gRPC, not torch or the training stack that ``recsys`` loads
 for its other commands, so a probe every few seconds costs a fraction of a second of CPU.
 """
