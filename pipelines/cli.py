@@ -4,8 +4,8 @@ Errors the user can cause (``RecsysError``) print ``error: <message>`` to stderr
 status 2; they never show a traceback.
 
 Each command's module is imported only when that command runs (or shows its own help): the
-training and evaluation commands pull in torch, Lightning and matplotlib (5-9 s on the 2-core
-host), which ``recsys recommend`` and ``recsys health``, gRPC clients run from scripts and
+training and evaluation commands pull in torch, Lightning and matplotlib (seconds of imports),
+which ``recsys recommend`` and ``recsys health``, gRPC clients run from scripts and
 health checks, must not wait for. ``recsys --help`` lists the commands from the summaries below.
 """
 

@@ -45,9 +45,9 @@ FEATURE_STORE_HEALTH = "recsys.v1.Recommender/feature-store"
 def use_one_interop_thread() -> None:
     """Run the model's forwards on one inter-op thread, always the same one.
 
-    The runtime runs one forward at a time, so one thread is all it uses; the same thread each
-    time keeps its core's caches warm (a forward from launch to result 4-5% faster at 4 in
-    flight). Torch allows this only before its inter-op pool first runs work; a process whose
+    The runtime runs one forward at a time, so one thread is all it uses; the same thread each time
+    keeps its core's caches warm (a forward from launch to result is measurably faster at low
+    concurrency). Torch allows this only before its inter-op pool first runs work; a process whose
     pool already ran (several servers in one test process) keeps its pool as it is.
     """
     try:
@@ -60,8 +60,8 @@ def freeze_startup_heap() -> None:
     """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
 
     The imports (torch, numpy, grpc, protobuf) and the loaded model leave ~10^6 long-lived
-    objects, and every full collection walked all of them: 100-250 ms with the server stopped,
-    measured under load (up to the p99 of a whole 4 s load at 64 in flight). Frozen, they are
+    objects, and every full collection walked all of them, stopping the server for long enough
+    to set the tail latency of a whole load. Frozen, they are
     never walked again; a full collection then costs in proportion to what serving itself keeps
     (the near cache). Unreachable cycles are collected first, so nothing garbage is frozen.
     """

@@ -1,4 +1,6 @@
-"""Models: the SASRec backbone (plain ``nn.Module``, exportable), its layers, config and losses."""
+"""Models: ``sasrec`` (the backbone, a plain ``nn.Module`` that export scripts), ``layers``
+(attention, feed-forward, blocks), ``dropout`` (a fast CPU dropout), ``config`` (the
+architecture and backbone configs) and ``losses`` (the training losses). No Lightning here."""
 
 from recsys.models.config import ArchitectureConfig, SASRecConfig
 from recsys.models.losses import (

@@ -1,12 +1,13 @@
 """Dropout whose CPU masks cost a fraction of torch's.
 
 On a CPU, ``torch.nn.Dropout`` draws one Bernoulli sample per element from the Mersenne-Twister
-generator; in SASRec's training step (nine dropouts over [batch, length, hidden] tensors) that is
-~30% of the step. ``fast_dropout`` reads seven uniform bytes out of each 64-bit random word, so a
-mask needs a seventh of the draws and no per-element Bernoulli: the same distribution (keep each
-element with probability 1 - p, scale the kept ones by 1 / (1 - p)) with the rate rounded to
-1/256 (0.5 exactly; 0.1 -> 0.1016). On a GPU torch's own (Philox, fused) dropout is already fast
-and is used as is. Seeded like any torch sampling: the same seed gives the same masks.
+generator; in SASRec's training step (nine dropouts over [batch, length, hidden] tensors) that is a
+large share of the step (``bench/train_speed.py``). ``fast_dropout`` reads seven uniform bytes out
+of each 64-bit random word, so a mask needs a seventh of the draws and no per-element Bernoulli: the
+same distribution (keep each element with probability 1 - p, scale the kept ones by 1 / (1 - p))
+with the rate rounded to 1/256 (0.5 exactly; 0.1 -> 0.1016). On a GPU torch's own (Philox, fused)
+dropout is already fast and is used as is. Seeded like any torch sampling: the same seed gives the
+same masks.
 
 TorchScript-compatible (the backbone that holds it is scripted for export); scripted, it is
 torch's dropout, since a scripted model only serves.

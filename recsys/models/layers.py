@@ -24,7 +24,7 @@ class Tokens:
 
     Position-wise work (embeddings, projections, feed-forward, norms) runs on these T tokens
     packed as [T, H] rows; only attention needs the [B, L] grid. Histories are much shorter
-    than the longest in their batch (Video Games: 63% of a 16-row batch is padding), so this
+    than the longest in their batch (most of a batch of real histories is padding), so this
     skips most of the work. On CUDA every position is kept: listing the real ones would wait
     for the device (``nonzero``), and padding costs a GPU little.
     """

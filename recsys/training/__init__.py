@@ -1,4 +1,7 @@
-"""Training: the sequence data module, the Lightning module, the config and the training job."""
+"""Training: ``config`` (``TrainConfig``), ``datamodule`` (length-bucketed training windows,
+validation targets), ``module`` (the Lightning module: losses, optimiser, validation), ``run``
+(the training job: checkpoints, logs, summary, curves), ``checkpoint`` (reading a checkpoint
+back, and as a scorer), ``callbacks`` and ``curves`` (epoch timing, progress, training curves)."""
 
 from recsys.training.checkpoint import checkpoint_scorer, load_checkpoint
 from recsys.training.config import TrainConfig

@@ -14,8 +14,8 @@ def progress_bar() -> TQDMProgressBar:
     """The training progress bar, redrawn every ``PROGRESS_REFRESH_STEPS`` steps.
 
     Why not Lightning's default (Rich, when rich is installed): it re-reads the logged metrics and
-    redraws on every step, with a render thread beside it, which cost ~1.7 ms per step on two CPU
-    cores, about 10% of a BCE epoch in the paper setting. This bar costs nothing measurable.
+    redraws on every step, with a render thread beside it, a visible share of a short CPU step.
+    This bar costs nothing measurable.
     """
     return TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS)
 

@@ -42,8 +42,8 @@ class TrainConfig(Config):
         description="target: every target position weighs the same wherever it lands (a "
         "batch's mean loss is scaled by its number of targets over the mean number per batch), "
         "as with the paper's randomly drawn batches; batch: the plain mean over each batch, "
-        "which over-weights short histories in length-bucketed batches (converges ~3x slower on "
-        "Video Games).",
+        "which over-weights short histories in length-bucketed batches (converges several times "
+        "slower).",
     )
 
     # optimisation

@@ -94,8 +94,8 @@ class SASRecModule(pl.LightningModule):
         writes (every ``log_every_n_steps``).
 
         Why not ``self.log(on_step=True, on_epoch=True)`` every step: each ``self.log`` call costs
-        ~1 ms of Lightning bookkeeping on a CPU (it re-applies ``.to(device)`` over the metric's
-        state), which was 14% of a BCE epoch on the paper setting.
+        Lightning bookkeeping on a CPU (it re-applies ``.to(device)`` over the metric's state),
+        a sizeable share of a short BCE step.
         """
         trainer = self._trainer
         if trainer is None:  # a plain loop (bench/train_speed.py) drives training_step itself

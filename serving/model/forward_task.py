@@ -4,7 +4,7 @@ The event loop builds a batch's inputs, starts the task (``launch``: it returns 
 woken by the task's completion callback; the forward itself runs in C++ without the GIL. Against
 a Python worker thread this saves the GIL hand-offs around every forward (the worker needs the
 GIL to start the call, to convert the outputs and to wake the loop, each time behind a busy
-loop): +22% cache-miss throughput at 4 requests in flight on the 2-core bench host.
+loop), which is most of what a cache miss costs at low concurrency (``bench/serve_load.py``).
 
 Only Python lists cross the boundary, never tensors, in either direction. A tensor that Python
 has seen carries a Python object, and whichever thread drops the tensor's last reference must
@@ -81,9 +81,9 @@ def script_task(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
 
 WARM_UP_RUNS = 4
 """Forwards run at load time. TorchScript's profiling executor records a graph's first run and
-optimizes it over the next ones: on the bench host the first three forwards of a fresh task took
-30-95 ms each (the event loop blocked for most of it), every later one about 1 ms, whatever
-the shapes."""
+optimizes it over the next ones: the first forwards of a fresh task cost tens of times a warm one
+(the event loop blocked for most of it), later ones do not, whatever the shapes; the serving
+benchmark records the first answers after a start."""
 
 
 def warm_up(task: torch.jit.ScriptModule, max_len: int) -> None:

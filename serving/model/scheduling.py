@@ -2,13 +2,11 @@
 
 The event loop starts each forward by waking torch's inter-op thread. That thread sleeps between
 forwards, so the kernel treats it as interactive and lets it preempt the thread that woke it: the
-event loop then lost its core for the whole forward (0.5-1 ms) instead of answering other
-requests meanwhile. Measured on the 2-core bench host at 4 requests in flight, starting a forward
-blocked the loop for more than 0.47 ms in one launch of ten and 0.72-0.76 ms at the 99th
-percentile. A ``SCHED_BATCH`` thread never preempts on wake-up (it runs on a free core or at the
-next scheduling point) and otherwise shares the CPU as before (same nice level). With the hint the
-99th percentile fell to 0.27 ms; cache-miss throughput at 4 in flight rose 4-8% in three paired
-runs (p99 6.6 against 7.0 ms in the last), at 64 in flight it moved within noise (+5%, -2%).
+event loop then lost its core for the whole forward instead of answering other requests
+meanwhile, and starting a forward blocked the loop for a forward's length at the tail. A
+``SCHED_BATCH`` thread never preempts on wake-up (it runs on a free core or at the next
+scheduling point) and otherwise shares the CPU as before (same nice level). Paired runs of
+``bench/serve_load.py`` showed the gain at low concurrency and none lost at high.
 
 Elsewhere (macOS, Windows), or where the policy may not be set (a seccomp filter), this does
 nothing and the server runs as it did without it.
