@@ -33,6 +33,11 @@ class ArchitectureConfig(Config):
     """Pre-LayerNorm blocks (as the authors' code); False gives post-LayerNorm."""
     ffn_multiplier: int = Field(1, ge=1)
     """Feed-forward width / hidden_size (the paper uses 1)."""
+    item_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Training only: the chance that a history item's embedding is dropped (its position
+    stays), so the model learns to predict from the rest of the history: an augmentation for
+    short, sparse histories (the item-masking of CL4SRec, Xie et al. 2022, without its
+    contrastive loss). 0 disables it."""
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ArchitectureConfig:

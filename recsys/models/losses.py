@@ -9,10 +9,11 @@ K shared negatives.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 LossName = Literal["bce", "sampled_softmax", "ce"]
 LOSSES: tuple[str, ...] = ("bce", "sampled_softmax", "ce")
@@ -79,18 +80,65 @@ def sampled_softmax_loss(
             sampling_probs.cpu(), num_negatives, replacement=True, generator=generator
         )
     negatives = negatives.to(targets.device)  # [K]
-    positive_logits = (hidden * item_embedding[targets]).sum(-1, keepdim=True)  # [T, 1]
-    negative_logits = hidden @ item_embedding[negatives].t()  # [T, K]
+    positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
+    correction: torch.Tensor | None = None
     if sampling_probs is not None:
         log_q = sampling_probs.to(hidden.device).clamp_min(1e-12).log()
-        positive_logits = positive_logits - log_q[targets].unsqueeze(-1)
-        negative_logits = negative_logits - log_q[negatives].unsqueeze(0)
-    negative_logits = negative_logits.masked_fill(
-        negatives.unsqueeze(0) == targets.unsqueeze(-1), float("-inf")
+        positive_logits = positive_logits - log_q[targets]
+        correction = log_q[negatives]  # [K]
+    clash = negatives.unsqueeze(0) == targets.unsqueeze(-1)  # [T, K]
+    losses: torch.Tensor = SharedCandidateSoftmax.apply(  # type: ignore[no-untyped-call]
+        hidden, positive_logits, item_embedding[negatives], correction, clash
     )
-    logits = torch.cat([positive_logits, negative_logits], dim=-1)  # [T, 1 + K]
-    labels = torch.zeros(targets.size(0), dtype=torch.long, device=targets.device)
-    return F.cross_entropy(logits, labels)
+    return losses.mean()
+
+
+class SharedCandidateSoftmax(torch.autograd.Function):
+    """Per-target cross-entropy of a positive logit against K candidates shared by all targets,
+    with the [T, K] logits computed, normalised and differentiated in one buffer.
+
+    The same value and gradients as ``F.cross_entropy`` over ``cat([positive, hidden @
+    candidates.T - correction])`` (with ``clash`` cells at -inf), but the autograd version
+    makes five passes over the [T, K] logits and allocates three more such matrices (the
+    concatenation, the log-softmax, its gradient); this keeps one buffer that becomes the
+    softmax in place, and two matrix products read it back. On a CPU that is most of a
+    sampled-softmax step (``bench/train_speed.py``). Not twice differentiable.
+
+    hidden [T, H], positive [T], candidates [K, H], correction [K] or None, clash [T, K] bool or
+    None -> losses [T].
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        positive: torch.Tensor,
+        candidates: torch.Tensor,
+        correction: torch.Tensor | None,
+        clash: torch.Tensor | None,
+    ) -> torch.Tensor:
+        logits = hidden @ candidates.t()  # [T, K]
+        if correction is not None:
+            logits.sub_(correction)
+        if clash is not None:
+            logits.masked_fill_(clash, float("-inf"))
+        top = torch.maximum(logits.amax(dim=1), positive)  # [T], for a stable exp
+        probs = logits.sub_(top.unsqueeze(1)).exp_()  # [T, K], unnormalised, in place
+        positive_exp = (positive - top).exp()  # [T]
+        total = probs.sum(dim=1) + positive_exp  # [T]
+        ctx.save_for_backward(hidden, candidates, probs, total, positive_exp)
+        return total.log() + top - positive
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
+        hidden, candidates, probs, total, positive_exp = ctx.saved_tensors
+        scale = grad / total  # [T]
+        d_logits = probs.mul_(scale.unsqueeze(1))  # [T, K], the softmax times grad, in place
+        d_positive = grad * (positive_exp / total - 1.0)  # [T]
+        return d_logits @ candidates, d_positive, d_logits.t() @ hidden, None, None
 
 
 def full_softmax_loss(

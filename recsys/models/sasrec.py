@@ -33,6 +33,7 @@ class SASRec(nn.Module):
         self.config = config
         self.max_len = config.max_len
         self.hidden_size = config.hidden_size
+        self.item_dropout = config.item_dropout
         self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)
         self.embedding_dropout = FastDropout(config.dropout)
@@ -89,6 +90,9 @@ class SASRec(nn.Module):
 
     def _embedding(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = self.item_embedding(items) * math.sqrt(self.hidden_size)
+        if self.training and self.item_dropout > 0.0:
+            keep = torch.rand(items.shape, device=items.device) >= self.item_dropout
+            x = x * keep.unsqueeze(-1).to(x.dtype)  # a dropped item keeps only its position
         return self.embedding_dropout(x + self.position_embedding(positions))
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from recsys.models import (
     sample_negatives,
     sampled_softmax_loss,
 )
+from recsys.models.losses import SharedCandidateSoftmax
 
 
 def test_sampled_negatives_never_equal_their_positive() -> None:
@@ -90,3 +91,36 @@ def test_bce_with_several_negatives_averages_their_terms() -> None:
     assert float(loss) == pytest.approx(float(positive + negative), rel=1e-5)
     with pytest.raises(ValueError, match="negatives_per_target"):
         bce_loss(hidden, targets, weight, negatives_per_target=0)
+
+
+@pytest.mark.parametrize("corrected", [False, True])
+def test_the_fused_sampled_softmax_equals_the_reference_formula(corrected: bool) -> None:
+    """Value and every gradient match F.cross_entropy over the concatenated logits, with the
+    log-Q correction and a negative equal to a row's positive masked out."""
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([1, 2, 3, 4, 5, 6, 3])
+    negatives = torch.tensor([3, 8, 9, 11, 3, 2])  # 3 and 2 clash with some rows' positives
+    correction = torch.rand(6, dtype=torch.float64) if corrected else None
+    clash = negatives.unsqueeze(0) == targets.unsqueeze(1)
+
+    positive = (hidden * table[targets]).sum(-1)
+    fused = SharedCandidateSoftmax.apply(hidden, positive, table[negatives], correction, clash)
+    weights = torch.rand(7, dtype=torch.float64)  # a weighted mean exercises per-row gradients
+    (fused * weights).sum().backward()
+    fused_grads = (hidden.grad.clone(), table.grad.clone())  # type: ignore[union-attr]
+    hidden.grad, table.grad = None, None
+
+    negative_logits = hidden @ table[negatives].t()
+    if correction is not None:
+        negative_logits = negative_logits - correction
+    negative_logits = negative_logits.masked_fill(clash, float("-inf"))
+    logits = torch.cat([(hidden * table[targets]).sum(-1, keepdim=True), negative_logits], 1)
+    reference = torch.nn.functional.cross_entropy(
+        logits, torch.zeros(7, dtype=torch.long), reduction="none"
+    )
+    (reference * weights).sum().backward()
+    assert torch.allclose(fused, reference)
+    assert torch.allclose(fused_grads[0], hidden.grad)  # type: ignore[arg-type]
+    assert torch.allclose(fused_grads[1], table.grad)  # type: ignore[arg-type]

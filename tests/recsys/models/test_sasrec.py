@@ -141,3 +141,20 @@ def test_impossible_configs_are_named(kwargs: dict[str, object], message: str) -
 def test_unknown_config_keys_are_refused() -> None:
     with pytest.raises(ConfigError, match="unknown SASRec config keys: heads"):
         SASRecConfig.from_dict({"num_items": 5, "heads": 2})
+
+
+def test_item_dropout_drops_whole_items_in_training_only() -> None:
+    torch.manual_seed(0)
+    config = SASRecConfig(num_items=9, max_len=4, hidden_size=8, dropout=0.0, item_dropout=0.5)
+    model = SASRec(config)
+    items = torch.tensor([[1, 2, 3, 4]] * 64)
+    positions = model.position_embedding.weight  # [L, H]: what a dropped item leaves
+    model.train()
+    embedded = model._embed(items)  # [B, L, H]
+    dropped = torch.isclose(embedded, positions.expand_as(embedded)).all(dim=-1)  # [B, L]
+    assert 0.3 < dropped.float().mean().item() < 0.7  # about half the items, whole vectors
+    kept = ~dropped
+    full = model.item_embedding(items) * config.hidden_size**0.5 + positions
+    assert torch.allclose(embedded[kept], full[kept])
+    model.eval()
+    assert torch.allclose(model._embed(items), full)  # never at inference
