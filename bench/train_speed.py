@@ -70,10 +70,9 @@ def measure(path: str, loss: str, epochs: int, quick: bool) -> dict[str, Any]:
     dataset = _load_dataset(quick)
     config = TrainConfig.build({**PAPER_SETTING, "loss": loss, "max_epochs": epochs})
     pl.seed_everything(0, verbose=False)
-    data = SequenceDataModule(dataset, config.model.max_len, config.batch_size, 1024, seed=0)
-    module = SASRecModule(
-        config.model_config_for(dataset.num_items).to_dict(), config.model_dump(mode="json")
-    )
+    backbone = config.model_config_for(dataset.num_items)
+    data = SequenceDataModule(dataset, backbone.max_len, config.batch_size, 1024, seed=0)
+    module = SASRecModule(backbone.to_dict(), config.model_dump(mode="json"))
     if path == "lightning":
         timer = EpochTimer()
         trainer = pl.Trainer(

@@ -97,25 +97,54 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 def describe_errors(err: ValidationError, config: type[Config]) -> str:
     """One line naming every problem's key and flag (the innermost key of a nested section is
     its flag: sections never prefix their flags). A check across a section's fields has no flag
-    of its own: its message names the fields."""
+    of its own: its message names the fields. A value that fits none of a field's alternatives
+    (``int | "auto"``) is one problem, its alternatives joined."""
     sections = {
         name
         for name, field in config.model_fields.items()
         if isinstance(field.annotation, type) and issubclass(field.annotation, Config)
     }
-    problems = []
+    problems: dict[str, list[str]] = {}
     for error in err.errors():
         keys = [str(part) for part in error["loc"] if not isinstance(part, int)]
-        key = keys[-1] if keys else ""
+        path = _field_path(config, keys)
+        key = path[-1] if path else (keys[-1] if keys else "")
         label = f"{key} ({flag(key)})"
-        message = _friendly(error, _field(config, keys))
+        message = _friendly(error, _field(config, path))
         if error["type"] == "extra_forbidden":
-            problems.append(f"unknown key {label}")
+            problems.setdefault(f"unknown key {label}", [])
         elif not key or (key in sections and error["type"] == "value_error"):
-            problems.append(message)
+            problems.setdefault(message, [])
         else:
-            problems.append(f"{label}: {message}")
-    return "; ".join(problems)
+            problems.setdefault(label, []).append(message)
+    return "; ".join(
+        f"{head}: {_alternatives(messages)}" if messages else head
+        for head, messages in problems.items()
+    )
+
+
+def _alternatives(messages: list[str]) -> str:
+    """``must be >= 1, got 0`` + ``expected one of 'auto', got 0`` -> ``must be >= 1 or
+    expected one of 'auto', got 0`` (the value said once, at the end)."""
+    unique = list(dict.fromkeys(messages))
+    suffixes = {message.rpartition(", got ")[2] for message in unique}
+    if len(unique) > 1 and len(suffixes) == 1 and all(", got " in m for m in unique):
+        heads = [message.rpartition(", got ")[0] for message in unique]
+        return " or ".join(heads) + f", got {suffixes.pop()}"
+    return " or ".join(unique)
+
+
+def _field_path(config: type[Config], keys: list[str]) -> list[str]:
+    """The leading keys of a location that name fields (a union's branch tags come after)."""
+    path: list[str] = []
+    current: Any = config
+    for key in keys:
+        fields = getattr(current, "model_fields", None)
+        if not isinstance(fields, dict) or key not in fields:
+            break
+        path.append(key)
+        current = fields[key].annotation
+    return path
 
 
 _BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
@@ -159,6 +188,8 @@ def _friendly(error: Any, field: FieldInfo | None) -> str:
         return f"must be {_BOUNDS[name]} {bound}, got {given!r}"
     if kind == "literal_error":
         return f"expected one of {error['ctx']['expected']}, got {given!r}"
+    if kind in ("int_parsing", "int_type", "float_parsing", "float_type"):
+        return f"expected a number, got {given!r}"
     return str(error["msg"]).removeprefix("Value error, ")
 
 

@@ -8,7 +8,7 @@ comes from the data. Both round-trip through a plain dict (checkpoints store it)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,16 +19,17 @@ from recsys.errors import ConfigError
 class ArchitectureConfig(Config):
     """The shape of the network, independent of the data it is trained on."""
 
-    max_len: int = Field(50, ge=1)
-    """Longest history the model reads (items)."""
+    max_len: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Longest history the model reads (items); auto: from the data's history lengths
+    (``recsys.training.recipe``)."""
     hidden_size: int = Field(50, ge=1)
     """Embedding and hidden size."""
     n_blocks: int = Field(2, ge=1)
     """Number of self-attention blocks."""
     n_heads: int = Field(1, ge=1)
     """Attention heads per block; must divide hidden_size."""
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    """Dropout rate everywhere."""
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | Literal["auto"] = "auto"
+    """Dropout rate everywhere; auto: from the data's density (``recsys.training.recipe``)."""
     norm_first: bool = True
     """Pre-LayerNorm blocks (as the authors' code); False gives post-LayerNorm."""
     ffn_multiplier: int = Field(1, ge=1)
@@ -49,15 +50,27 @@ class ArchitectureConfig(Config):
 
 
 class SASRecConfig(ArchitectureConfig):
-    """Shape of a SASRec backbone. ``num_items`` excludes the padding index 0."""
+    """Shape of a SASRec backbone: every size concrete. ``num_items`` excludes the padding
+    index 0."""
 
     num_items: int = Field(ge=1)
     """Catalogue size V (item indices 1..V; 0 is padding)."""
+    max_len: int = Field(50, ge=1)
+    """Longest history the model reads (items)."""
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    """Dropout rate everywhere."""
 
     @classmethod
     def of(cls, architecture: ArchitectureConfig, num_items: int) -> SASRecConfig:
         """The backbone config of ``architecture`` for a catalogue of ``num_items`` items."""
-        return cls(num_items=num_items, **architecture.model_dump())
+        values = architecture.model_dump()
+        unresolved = sorted(key for key, value in values.items() if value == "auto")
+        if unresolved:
+            raise ConfigError(
+                f"{', '.join(unresolved)} still 'auto': resolve the recipe against the data "
+                "first (recsys.training.resolve_recipe)"
+            )
+        return cls(num_items=num_items, **values)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -6,7 +6,7 @@ override any key (``--hidden-size 64`` sets ``hidden_size``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -23,12 +23,18 @@ class TrainConfig(Config):
     """The network's shape (``recsys.models.ArchitectureConfig``: max_len, hidden_size, ...)."""
 
     # loss
-    loss: LossName = Field(
-        "ce",
+    loss: LossName | Literal["auto"] = Field(
+        "auto",
         description="bce (1 sampled negative per position, the paper), sampled_softmax "
-        "(num_negatives shared negatives), ce (full softmax over the catalogue).",
+        "(num_negatives shared negatives), ce (full softmax over the catalogue); auto: ce "
+        "where the catalogue is no larger than the negatives a step can afford, else "
+        "sampled_softmax (recsys.training.recipe).",
     )
-    num_negatives: int = Field(256, ge=1, description="sampled_softmax: negatives per batch.")
+    num_negatives: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="sampled_softmax: negatives per batch, shared by its targets; auto: by "
+        "the device (recsys.training.recipe).",
+    )
     bce_negatives: int = Field(
         1, ge=1, description="bce: uniform negatives per target, their terms averaged (paper: 1)."
     )
@@ -48,14 +54,18 @@ class TrainConfig(Config):
 
     # optimisation
     max_epochs: int = Field(200, ge=1, description="Upper bound on training epochs.")
-    max_minutes: float | None = Field(
-        None, gt=0, description="Stop after this much wall time (minutes); None: no limit."
+    max_minutes: Annotated[float, Field(gt=0)] | None | Literal["auto"] = Field(
+        "auto",
+        description="Stop after this much wall time (minutes; the learning rate decays to 0 "
+        "by then); none: no limit; auto: 15.",
     )
     batch_size: int = Field(128, ge=1, description="Users per training batch.")
     learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on norms/biases).")
     scheduler: Literal["none", "cosine"] = Field(
-        "none", description="none: constant rate; cosine: linear warm-up then cosine decay."
+        "cosine",
+        description="none: constant rate; cosine: linear warm-up, then cosine decay to 0 over "
+        "max_epochs or max_minutes, whichever runs out first (recsys.training.schedule).",
     )
     warmup_steps: int = Field(0, ge=0, description="cosine: warm-up steps.")
     gradient_clip: float | None = Field(
@@ -74,9 +84,13 @@ class TrainConfig(Config):
     val_negatives: int = Field(
         100, ge=1, description="sampled validation: negatives per user (the paper: 100)."
     )
-    check_val_every_n_epoch: int = Field(1, ge=1, description="Validate every n epochs.")
+    check_val_every_n_epoch: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Validate every n epochs; auto: after the first epoch, as often as keeps "
+        "validation within a fifth of the training time.",
+    )
     patience: int = Field(
-        5, ge=1, description="Early stopping: validations without NDCG@10 improvement."
+        20, ge=1, description="Early stopping: validations without NDCG@10 improvement."
     )
 
     # hardware, reproducibility

@@ -5,12 +5,12 @@ Shape letters: B batch, L batch length, H hidden size, V catalogue size, T targe
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
+from recsys.errors import ConfigError
 from recsys.evaluation import candidate_ranks, full_ranks, hit_rate_at_k, ndcg_at_k
 from recsys.models import (
     SASRec,
@@ -20,6 +20,7 @@ from recsys.models import (
     sampled_softmax_loss,
 )
 from recsys.training.config import TrainConfig
+from recsys.training.schedule import BudgetedCosine
 
 VALIDATION_METRIC = "val/ndcg@10"
 
@@ -44,6 +45,15 @@ class SASRecModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["item_train_counts"])
         self.model = SASRec(SASRecConfig.from_dict(model))
         self.train_config = TrainConfig.build(train)
+        negatives = self.train_config.num_negatives
+        if self.train_config.loss == "auto" or (
+            self.train_config.loss == "sampled_softmax" and negatives == "auto"
+        ):
+            raise ConfigError(
+                "loss (and for sampled_softmax num_negatives) must be resolved before training "
+                "(recsys.training.resolve_recipe)"
+            )
+        self.num_negatives = int(negatives) if negatives != "auto" else 0
         sampling_probs: torch.Tensor | None = None
         if self.train_config.loss == "sampled_softmax" and (
             self.train_config.negative_sampling == "popularity"
@@ -75,7 +85,7 @@ class SASRecModule(pl.LightningModule):
             loss = bce_loss(hidden, targets, embedding, negatives_per_target=config.bce_negatives)
         elif config.loss == "sampled_softmax":
             probs = self.sampling_probs if isinstance(self.sampling_probs, torch.Tensor) else None
-            loss = sampled_softmax_loss(hidden, targets, embedding, config.num_negatives, probs)
+            loss = sampled_softmax_loss(hidden, targets, embedding, self.num_negatives, probs)
         else:
             loss = full_softmax_loss(hidden, targets, embedding)
         self._record_train_loss(loss.detach(), len(targets))
@@ -169,16 +179,14 @@ class SASRecModule(pl.LightningModule):
         )
         if config.scheduler == "none":
             return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(config.warmup_steps, total - 1)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        # Planned over max_epochs; BudgetPlanner moves the end when the time budget binds.
+        schedule = BudgetedCosine(
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            warmup_steps=config.warmup_steps,
+        )
+        self.lr_schedule = schedule
+        # A lambda, not the object: LambdaLR would checkpoint an object's attributes.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

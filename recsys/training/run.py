@@ -14,6 +14,7 @@ Run folder layout::
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import time
@@ -29,11 +30,19 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from recsys.data import PreparedDataset, load_prepared
 from recsys.errors import ConfigError, OutputExistsError
 from recsys.io import atomic_write_text, write_json
-from recsys.training.callbacks import EpochTimer, progress_bar
+from recsys.training.callbacks import (
+    AdaptiveValidation,
+    BudgetPlanner,
+    EpochTimer,
+    progress_bar,
+)
 from recsys.training.config import TrainConfig
 from recsys.training.curves import best_epoch, epoch_metrics, plot_curves
 from recsys.training.datamodule import SequenceDataModule
 from recsys.training.module import VALIDATION_METRIC, SASRecModule
+from recsys.training.recipe import resolve_recipe
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
@@ -94,9 +103,16 @@ def train(
     torch.set_flush_denormal(True)  # denormal floats in tiny Adam states slow CPU steps 10x
     pl.seed_everything(config.seed, workers=True, verbose=False)
     on_gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+    config, choices = resolve_recipe(config, dataset, on_gpu)
+    for choice in choices:
+        log.info("recipe: %s = %s (%s)", choice.key, choice.value, choice.rule)
+    validation_period = AdaptiveValidation() if config.check_val_every_n_epoch == "auto" else None
+    planner = BudgetPlanner(_budget_s(config))
+    first_period = 1 if validation_period is not None else int(config.check_val_every_n_epoch)
+    backbone = config.model_config_for(dataset.num_items)
     data = SequenceDataModule(
         dataset,
-        max_len=config.model.max_len,
+        max_len=backbone.max_len,
         batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size,
         seed=config.seed,
@@ -105,7 +121,7 @@ def train(
         val_negatives=config.val_negatives if config.val_protocol == "sampled" else None,
     )
     module = SASRecModule(
-        model=config.model_config_for(dataset.num_items).to_dict(),
+        model=backbone.to_dict(),
         train=config.model_dump(mode="json"),
         dataset_fingerprint=dataset.fingerprint,
         item_train_counts=data.item_train_counts.tolist(),
@@ -138,12 +154,19 @@ def train(
         strategy=config.strategy,
         precision=resolve_precision(config),  # type: ignore[arg-type]
         max_epochs=config.max_epochs,
-        max_time=timedelta(minutes=config.max_minutes) if config.max_minutes else None,
+        max_time=_max_time(config),
         gradient_clip_val=config.gradient_clip,
         # A run shorter than the validation period still validates (and keeps) its last epoch.
-        check_val_every_n_epoch=min(config.check_val_every_n_epoch, config.max_epochs),
+        check_val_every_n_epoch=min(first_period, config.max_epochs),
         # The timer goes first: time spent saving checkpoints is not training time.
-        callbacks=[timer, best_checkpoint, last_checkpoint, stopper]
+        callbacks=[
+            timer,
+            best_checkpoint,
+            last_checkpoint,
+            stopper,
+            BudgetPlanner(_budget_s(config)),
+        ]
+        + ([validation_period] if validation_period is not None else [])
         + ([progress_bar()] if progress else []),
         logger=_loggers(run_dir, resuming=resume_from is not None),
         log_every_n_steps=10,
@@ -162,8 +185,28 @@ def train(
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
         summary = _summarise(run_dir, config, dataset, trainer, timer, wall_time)
+        summary["recipe"] = [choice.as_dict() for choice in choices]
+        if validation_period is not None:
+            summary["recipe"].append(
+                {
+                    "key": "check_val_every_n_epoch",
+                    "value": validation_period.period,
+                    "rule": f"measured on the first epoch: validation within "
+                    f"{validation_period.share:.0%} of the training time",
+                }
+            )
         write_json(run_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _budget_s(config: TrainConfig) -> float | None:
+    minutes = config.max_minutes
+    return 60.0 * minutes if isinstance(minutes, int | float) else None
+
+
+def _max_time(config: TrainConfig) -> timedelta | None:
+    budget = _budget_s(config)
+    return timedelta(seconds=budget) if budget is not None else None
 
 
 def _loggers(run_dir: Path, resuming: bool) -> list[Logger]:

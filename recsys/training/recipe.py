@@ -1,0 +1,122 @@
+"""The recommended recipe: every ``auto`` setting of a ``TrainConfig`` derived from the data and
+the device, each with the rule that chose it.
+
+``recsys train`` with no config trains this recipe. What it derives (everything else has a fixed
+default in ``TrainConfig``):
+
+- ``max_len``: long enough for the histories most users have (95th percentile of events per
+  user), at least 50 (the SASRec paper's length for sparse logs) and at most 200 (its length for
+  dense ones; attention costs grow with its square).
+- ``dropout``: 0.5 for sparse logs (short histories: the SASRec paper's rate on its Amazon and
+  Steam data), 0.2 for dense ones (its rate on MovieLens-1M), split at a mean of 50 events per
+  user.
+- ``num_negatives``: how many catalogue items each batch's softmax ranks its targets against.
+  More is better (it approaches the full cross-entropy, the strongest loss in Klenitskiy &
+  Vasilev, RecSys 2023), and the step's cost grows with it: on a CPU 2,048 keeps a step within
+  twice the cost of the paper's BCE step (``bench/train_speed.py``); a GPU affords 8,192.
+- ``loss``: the full softmax (``ce``) where the catalogue is no larger than that (exact, and no
+  dearer), sampled softmax with uniform negatives above it (cost per target, not per item: it
+  scales to any catalogue).
+- ``max_minutes``: 15 (the learning rate decays to zero by then; ``recsys.training.schedule``).
+- ``check_val_every_n_epoch``: decided after the first epoch by ``AdaptiveValidation``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from recsys.data import PreparedDataset
+from recsys.training.config import TrainConfig
+
+MIN_MAX_LEN: Final = 50
+MAX_MAX_LEN: Final = 200
+DENSE_EVENTS_PER_USER: Final = 50.0
+SPARSE_DROPOUT: Final = 0.5
+DENSE_DROPOUT: Final = 0.2
+CPU_NEGATIVES: Final = 2048
+GPU_NEGATIVES: Final = 8192
+DEFAULT_MINUTES: Final = 15.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One derived setting: its key, the value chosen and the rule, in words, with the data."""
+
+    key: str
+    value: Any
+    rule: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_recipe(
+    config: TrainConfig, dataset: PreparedDataset, on_gpu: bool
+) -> tuple[TrainConfig, list[Choice]]:
+    """``config`` with every ``auto`` replaced by its derived value, and the choices made.
+
+    ``check_val_every_n_epoch: auto`` stays: it is measured during training.
+    """
+    lengths = dataset.stats.get("sequence_length", {})
+    choices: list[Choice] = []
+    model: dict[str, Any] = {}
+    if config.model.max_len == "auto":
+        p95 = float(lengths.get("p95", MIN_MAX_LEN))
+        value = int(min(MAX_MAX_LEN, max(MIN_MAX_LEN, math.ceil(p95 / 10) * 10)))
+        model["max_len"] = value
+        choices.append(
+            Choice(
+                "max_len",
+                value,
+                f"95% of users have at most {p95:g} events; rounded up to tens, within "
+                f"[{MIN_MAX_LEN}, {MAX_MAX_LEN}]",
+            )
+        )
+    if config.model.dropout == "auto":
+        mean = float(lengths.get("mean", 0.0))
+        dense = mean >= DENSE_EVENTS_PER_USER
+        value_f = DENSE_DROPOUT if dense else SPARSE_DROPOUT
+        model["dropout"] = value_f
+        choices.append(
+            Choice(
+                "dropout",
+                value_f,
+                f"{mean:.1f} events per user on average: "
+                + ("dense" if dense else "sparse")
+                + f" (dense from {DENSE_EVENTS_PER_USER:g})",
+            )
+        )
+    updates: dict[str, Any] = {}
+    negatives = config.num_negatives
+    if negatives == "auto":
+        negatives = GPU_NEGATIVES if on_gpu else CPU_NEGATIVES
+        updates["num_negatives"] = negatives
+        choices.append(
+            Choice(
+                "num_negatives",
+                negatives,
+                "what a step affords on " + ("a GPU" if on_gpu else "a CPU"),
+            )
+        )
+    if config.loss == "auto":
+        exact = dataset.num_items <= negatives
+        loss = "ce" if exact else "sampled_softmax"
+        updates["loss"] = loss
+        choices.append(
+            Choice(
+                "loss",
+                loss,
+                f"{dataset.num_items:,} items "
+                + ("<=" if exact else ">")
+                + f" {negatives:,} negatives: "
+                + ("the full softmax costs no more" if exact else "sample the softmax"),
+            )
+        )
+    if config.max_minutes == "auto":
+        updates["max_minutes"] = DEFAULT_MINUTES
+        choices.append(Choice("max_minutes", DEFAULT_MINUTES, "the default time budget"))
+    values = config.model_dump(mode="json")
+    values["model"] = {**values["model"], **model}
+    return TrainConfig.build({**values, **updates}, origin="the resolved recipe"), choices

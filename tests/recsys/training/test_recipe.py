@@ -1,0 +1,87 @@
+"""The recommended recipe: every ``auto`` key derived from the data and the device, by its rule,
+and the choices recorded with the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
+from recsys.data.synthetic import SynthConfig, generate_log
+from recsys.errors import ConfigError
+from recsys.training import TrainConfig, resolve_recipe, train
+from recsys.training.recipe import CPU_NEGATIVES, GPU_NEGATIVES
+
+
+def _dataset(events_per_user: int, users: int = 60, items: int = 40) -> object:
+    rows = [(u, (u * 7 + t) % items, t) for u in range(users) for t in range(events_per_user)]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    return prepare_dataset(frame)
+
+
+def test_sparse_short_histories_get_the_sparse_rules() -> None:
+    dataset = _dataset(events_per_user=8)
+    config, choices = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
+    assert (config.model.max_len, config.model.dropout) == (50, 0.5)
+    assert config.num_negatives == CPU_NEGATIVES
+    assert config.loss == "ce"  # 40 items: no more than the negatives a step affords
+    assert config.max_minutes == 15.0
+    assert {c.key for c in choices} == {
+        "max_len",
+        "dropout",
+        "num_negatives",
+        "loss",
+        "max_minutes",
+    }
+    assert all(c.rule for c in choices)
+
+
+def test_long_histories_get_a_longer_window_and_less_dropout() -> None:
+    dataset = _dataset(events_per_user=120)
+    config, _ = resolve_recipe(TrainConfig(), dataset, on_gpu=True)  # type: ignore[arg-type]
+    assert config.model.max_len == 120  # the 95th percentile, rounded up to tens
+    assert config.model.dropout == 0.2
+    assert config.num_negatives == GPU_NEGATIVES
+
+
+def test_a_catalogue_larger_than_the_negatives_is_sampled() -> None:
+    dataset = _dataset(events_per_user=8, users=600, items=3000)
+    config, choices = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
+    assert config.loss == "sampled_softmax"
+    assert "3,000 items > 2,048 negatives" in next(c.rule for c in choices if c.key == "loss")
+
+
+def test_keys_the_user_set_are_kept() -> None:
+    dataset = _dataset(events_per_user=8)
+    given = TrainConfig.build({"max_len": 30, "dropout": 0.1, "loss": "bce", "max_minutes": None})
+    config, choices = resolve_recipe(given, dataset, on_gpu=False)  # type: ignore[arg-type]
+    assert (config.model.max_len, config.model.dropout, config.loss) == (30, 0.1, "bce")
+    assert config.max_minutes is None
+    assert {c.key for c in choices} == {"num_negatives"}
+
+
+def test_an_unresolved_config_cannot_build_a_backbone() -> None:
+    with pytest.raises(ConfigError, match="max_len still 'auto'"):
+        TrainConfig.build({"dropout": 0.2}).model_config_for(100)
+
+
+def test_the_run_records_every_derived_value(tmp_path: Path) -> None:
+    log = generate_log(SynthConfig(n_users=300, n_items=80, n_events=6000, seed=1))
+    data = write_prepared(
+        prepare_dataset(log, PrepareConfig(cleaning=CleaningConfig(min_user_interactions=3))),
+        tmp_path / "data",
+    )
+    config = TrainConfig.build(
+        {"hidden_size": 16, "n_blocks": 1, "max_epochs": 2, "accelerator": "cpu", "devices": 1}
+    )
+    summary = train(data, tmp_path / "run", config, progress=False)
+    recorded = {choice["key"]: choice for choice in summary["recipe"]}
+    assert set(recorded) >= {"max_len", "dropout", "loss", "max_minutes", "check_val_every_n_epoch"}
+    assert recorded["check_val_every_n_epoch"]["value"] >= 1
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["recipe"] == summary["recipe"]
+    resolved = TrainConfig.from_yaml(tmp_path / "run" / "config.yaml")
+    assert resolved.model.max_len == recorded["max_len"]["value"]  # --resume reuses them
