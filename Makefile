@@ -42,7 +42,7 @@ protos: $(STAMP) ## Regenerate serving/proto/ from protos/ (checked in; a test f
 bench: $(STAMP) ## Run the benchmarks (writes bench/results/).
 	$(BIN)/python bench/prepare.py
 	$(BIN)/python bench/train_speed.py
-	$(BIN)/python bench/quality_video_games.py
+	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/export_latency.py
 	$(BIN)/python bench/serve_load.py
 

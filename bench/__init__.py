@@ -4,8 +4,9 @@
 - ``prepare``: data preparation with polars (``recsys.data``) against plain pandas
   (``pandas_prepare``, the same steps: a module, not a script).
 - ``train_speed``: seconds per epoch of ``recsys train`` against a plain PyTorch loop.
-- ``quality_video_games``: quality on the SASRec paper's own data and protocol.
-- ``sweep_video_games``: variants of ``video_games.yaml`` trained side by side.
+- ``quality``: the recommended recipe on every data set under full ranking (and the paper's
+  sampled protocol on Video Games), beside most-popular, Markov and published numbers.
+- ``sweep_video_games``: variants of ``paper_video_games.yaml`` trained side by side.
 - ``export_latency``: one call of an exported model, TorchScript against eager.
 - ``serve_load``: closed-loop gRPC load on ``recsys serve`` against an echo server as the
   ceiling (its parts in ``serving_load/``).

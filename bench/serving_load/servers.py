@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 WORK: Final = REPO_ROOT / "bench" / ".work" / "serve_load"
 VIDEO_GAMES: Final = REPO_ROOT.parent / "shared" / "datasets" / "video_games.txt"
-CONFIG: Final = REPO_ROOT / "pipelines" / "configs" / "video_games.yaml"
+CONFIG: Final = REPO_ROOT / "pipelines" / "configs" / "paper_video_games.yaml"
 PREPARED_ELSEWHERE: Final = REPO_ROOT / "runs" / "vg_data"
 SHARED_REDIS: Final = "redis://127.0.0.1:6379/0"
 FIRST_REQUESTS: Final = 3

@@ -22,7 +22,7 @@ class ArchitectureConfig(Config):
     max_len: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     """Longest history the model reads (items); auto: from the data's history lengths
     (``recsys.training.recipe``)."""
-    hidden_size: int = Field(50, ge=1)
+    hidden_size: int = Field(64, ge=1)
     """Embedding and hidden size."""
     n_blocks: int = Field(2, ge=1)
     """Number of self-attention blocks."""

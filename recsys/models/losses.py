@@ -86,26 +86,43 @@ def sampled_softmax_loss(
         log_q = sampling_probs.to(hidden.device).clamp_min(1e-12).log()
         positive_logits = positive_logits - log_q[targets]
         correction = log_q[negatives]  # [K]
-    clash = negatives.unsqueeze(0) == targets.unsqueeze(-1)  # [T, K]
     losses: torch.Tensor = SharedCandidateSoftmax.apply(  # type: ignore[no-untyped-call]
-        hidden, positive_logits, item_embedding[negatives], correction, clash
+        hidden,
+        positive_logits,
+        item_embedding[negatives],
+        correction,
+        *clashes(negatives, targets, num_items),
     )
     return losses.mean()
+
+
+def clashes(
+    candidates: torch.Tensor, targets: torch.Tensor, num_items: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a shared candidate is the row's own positive: (rows [R], mask [R, K]).
+
+    Only rows whose target is among the candidates can clash (a few: about T * K / V), so the
+    mask is built for those rows alone rather than as a [T, K] comparison.
+    """
+    drawn = torch.zeros(num_items + 1, dtype=torch.bool, device=targets.device)
+    drawn[candidates] = True
+    rows = drawn[targets].nonzero().squeeze(1)  # [R]
+    return rows, candidates.unsqueeze(0) == targets[rows].unsqueeze(1)  # [R], [R, K]
 
 
 class SharedCandidateSoftmax(torch.autograd.Function):
     """Per-target cross-entropy of a positive logit against K candidates shared by all targets,
     with the [T, K] logits computed, normalised and differentiated in one buffer.
 
-    The same value and gradients as ``F.cross_entropy`` over ``cat([positive, hidden @
-    candidates.T - correction])`` (with ``clash`` cells at -inf), but the autograd version
+    The same value and gradients as ``F.cross_entropy`` over ``cat([positive, hidden @ candidates.T
+    - correction])`` (the ``clash`` cells of rows ``clash_rows`` at -inf), but the autograd version
     makes five passes over the [T, K] logits and allocates three more such matrices (the
-    concatenation, the log-softmax, its gradient); this keeps one buffer that becomes the
-    softmax in place, and two matrix products read it back. On a CPU that is most of a
-    sampled-softmax step (``bench/train_speed.py``). Not twice differentiable.
+    concatenation, the log-softmax, its gradient); this keeps one buffer that becomes the softmax in
+    place, and two matrix products read it back. On a CPU that is most of a sampled-softmax step
+    (``bench/train_speed.py``). Not twice differentiable.
 
-    hidden [T, H], positive [T], candidates [K, H], correction [K] or None, clash [T, K] bool or
-    None -> losses [T].
+    hidden [T, H], positive [T], candidates [K, H], correction [K] or None, clash_rows [R] and
+    clash [R, K] bool (``clashes``) -> losses [T].
     """
 
     @staticmethod
@@ -115,13 +132,15 @@ class SharedCandidateSoftmax(torch.autograd.Function):
         positive: torch.Tensor,
         candidates: torch.Tensor,
         correction: torch.Tensor | None,
-        clash: torch.Tensor | None,
+        clash_rows: torch.Tensor,
+        clash: torch.Tensor,
     ) -> torch.Tensor:
         logits = hidden @ candidates.t()  # [T, K]
         if correction is not None:
             logits.sub_(correction)
-        if clash is not None:
-            logits.masked_fill_(clash, float("-inf"))
+        if clash_rows.numel():
+            masked = logits.index_select(0, clash_rows).masked_fill_(clash, float("-inf"))
+            logits.index_copy_(0, clash_rows, masked)
         top = torch.maximum(logits.amax(dim=1), positive)  # [T], for a stable exp
         probs = logits.sub_(top.unsqueeze(1)).exp_()  # [T, K], unnormalised, in place
         positive_exp = (positive - top).exp()  # [T]
@@ -133,12 +152,12 @@ class SharedCandidateSoftmax(torch.autograd.Function):
     @once_differentiable
     def backward(
         ctx: Any, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None, None]:
         hidden, candidates, probs, total, positive_exp = ctx.saved_tensors
         scale = grad / total  # [T]
         d_logits = probs.mul_(scale.unsqueeze(1))  # [T, K], the softmax times grad, in place
         d_positive = grad * (positive_exp / total - 1.0)  # [T]
-        return d_logits @ candidates, d_positive, d_logits.t() @ hidden, None, None
+        return d_logits @ candidates, d_positive, d_logits.t() @ hidden, None, None, None
 
 
 def full_softmax_loss(

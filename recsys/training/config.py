@@ -60,7 +60,7 @@ class TrainConfig(Config):
         "by then); none: no limit; auto: 15.",
     )
     batch_size: int = Field(128, ge=1, description="Users per training batch.")
-    learning_rate: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (not on norms/biases).")
     scheduler: Literal["none", "cosine"] = Field(
         "cosine",

@@ -164,7 +164,7 @@ def train(
             best_checkpoint,
             last_checkpoint,
             stopper,
-            BudgetPlanner(_budget_s(config)),
+            planner,
         ]
         + ([validation_period] if validation_period is not None else [])
         + ([progress_bar()] if progress else []),

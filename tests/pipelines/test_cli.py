@@ -194,7 +194,7 @@ def test_train_from_the_command_line_and_its_errors(
     assert result.returncode == 0, result.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["config"]["model"]["hidden_size"] == 16  # the flag won over the YAML's 64
-    assert summary["config"]["loss"] == "ce"  # the YAML won over the default
+    assert summary["config"]["max_minutes"] == 2.0  # the YAML won over the default (15)
     assert (run / "checkpoints" / "best.ckpt").is_file()
 
     assert_user_error(run_recsys("train", "--data", str(data), "--out", str(run)), "already exists")
@@ -204,7 +204,7 @@ def test_train_from_the_command_line_and_its_errors(
     )
     assert_user_error(
         run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r3"), "--n-heads", "3"),
-        "n_heads (3) must divide hidden_size (50)",
+        "n_heads (3) must divide hidden_size (64)",
     )
     assert_user_error(
         run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r4"), "--max-len", "0"),

@@ -13,7 +13,7 @@ from recsys.models import (
     sample_negatives,
     sampled_softmax_loss,
 )
-from recsys.models.losses import SharedCandidateSoftmax
+from recsys.models.losses import SharedCandidateSoftmax, clashes
 
 
 def test_sampled_negatives_never_equal_their_positive() -> None:
@@ -104,9 +104,13 @@ def test_the_fused_sampled_softmax_equals_the_reference_formula(corrected: bool)
     negatives = torch.tensor([3, 8, 9, 11, 3, 2])  # 3 and 2 clash with some rows' positives
     correction = torch.rand(6, dtype=torch.float64) if corrected else None
     clash = negatives.unsqueeze(0) == targets.unsqueeze(1)
+    rows, row_clash = clashes(negatives, targets, num_items=11)
+    assert rows.tolist() == [1, 2, 6] and torch.equal(row_clash, clash[rows])
 
     positive = (hidden * table[targets]).sum(-1)
-    fused = SharedCandidateSoftmax.apply(hidden, positive, table[negatives], correction, clash)
+    fused = SharedCandidateSoftmax.apply(
+        hidden, positive, table[negatives], correction, rows, row_clash
+    )
     weights = torch.rand(7, dtype=torch.float64)  # a weighted mean exercises per-row gradients
     (fused * weights).sum().backward()
     fused_grads = (hidden.grad.clone(), table.grad.clone())  # type: ignore[union-attr]

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from recsys.data import prepare_dataset
 from recsys.errors import ConfigError
-from recsys.training import TrainConfig
+from recsys.training import TrainConfig, resolve_recipe
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "pipelines" / "configs").glob("*.yaml"))
 
 
 def test_there_are_committed_configs() -> None:
-    assert {p.name for p in CONFIGS} >= {"demo.yaml", "video_games.yaml"}
+    assert {p.name for p in CONFIGS} >= {"demo.yaml", "paper_video_games.yaml", "recommended.yaml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_committed_config_parses(path: Path) -> None:
-    config = TrainConfig.from_yaml(path)
+    frame = pl.DataFrame({"user_id": [1] * 5 + [2] * 5, "item_id": list(range(10))})
+    config, _ = resolve_recipe(TrainConfig.from_yaml(path), prepare_dataset(frame), on_gpu=False)
     assert config.model_config_for(num_items=100).num_items == 100
 
 
@@ -50,3 +53,9 @@ def test_missing_and_malformed_files_are_explained(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         TrainConfig.from_yaml(bad)
+
+
+def test_the_defaults_are_the_recommended_recipe() -> None:
+    """`recsys train` with no config trains exactly what recommended.yaml spells out."""
+    recommended = next(p for p in CONFIGS if p.name == "recommended.yaml")
+    assert TrainConfig.from_yaml(recommended) == TrainConfig()
