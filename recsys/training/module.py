@@ -54,13 +54,18 @@ class SASRecModule(pl.LightningModule):
                 "(recsys.training.resolve_recipe)"
             )
         self.num_negatives = int(negatives) if negatives != "auto" else 0
-        sampling_probs: torch.Tensor | None = None
-        if self.train_config.loss == "sampled_softmax" and (
+        self.popularity_sampling = self.train_config.loss == "sampled_softmax" and (
             self.train_config.negative_sampling == "popularity"
-        ):
-            counts = torch.as_tensor(item_train_counts or [], dtype=torch.float64)
+        )
+        # Only training draws from it; a module loaded to score (no counts given) needs none.
+        sampling_probs: torch.Tensor | None = None
+        if self.popularity_sampling and item_train_counts is not None:
+            counts = torch.as_tensor(item_train_counts, dtype=torch.float64)
             if counts.numel() != self.model.config.num_items:
-                raise ValueError("popularity sampling needs the training count of every item")
+                raise ValueError(
+                    f"popularity sampling needs the training count of each of the "
+                    f"{self.model.config.num_items} items, got {counts.numel()}"
+                )
             probs = torch.cat([torch.zeros(1, dtype=torch.float64), counts + 1.0])
             sampling_probs = (probs / probs.sum()).float()
         self.register_buffer("sampling_probs", sampling_probs, persistent=False)
@@ -85,6 +90,11 @@ class SASRecModule(pl.LightningModule):
             loss = bce_loss(hidden, targets, embedding, negatives_per_target=config.bce_negatives)
         elif config.loss == "sampled_softmax":
             probs = self.sampling_probs if isinstance(self.sampling_probs, torch.Tensor) else None
+            if self.popularity_sampling and probs is None:
+                raise ConfigError(
+                    "negative_sampling popularity needs the items' training counts: build the "
+                    "module with item_train_counts (recsys.training.train does)"
+                )
             loss = sampled_softmax_loss(hidden, targets, embedding, self.num_negatives, probs)
         else:
             loss = full_softmax_loss(hidden, targets, embedding)
