@@ -1,9 +1,7 @@
-"""``recsys serve`` as a real process (signals, embedded Redis), ``recsys recommend`` and
-``recsys load-features``."""
+"""``recsys serve`` as a real process: an embedded Redis, a reload on SIGHUP, a drain on SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,27 +13,22 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from typer.testing import CliRunner
+from grpc_health.v1 import health_pb2
 
-from pipelines.cli import app, main
-from pipelines.jobs.load_features import run_load_features
-from recsys.data import load_prepared
-from recsys.errors import ConfigError
 from recsys.export import load_artifact
-from serving.errors import FeatureStoreUnavailable
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.store.embedded_redis import free_port
+from tests.servers import health_stub
 
 if TYPE_CHECKING:
-    from tests.serving.conftest import Artifacts, ServerHandle, StartServer
+    from tests.servers import Artifacts
 
 
 def _wait_serving(target: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 90
     with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub = health_stub(channel)
         while True:
             assert process.poll() is None, log.read_text()
             try:
@@ -101,98 +94,3 @@ def test_serve_process_reloads_on_sighup_and_drains_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def test_recommend_command_prints_json_and_a_table(server: ServerHandle) -> None:
-    runner = CliRunner()
-    result = runner.invoke(
-        app,
-        ["recommend", "--target", server.target, "--history", "sku-1, sku-2", "-k", "4"]
-        + ["--explain", "--json"],
-    )
-    assert result.exit_code == 0, result.output
-    answer = json.loads(result.stdout)
-    assert len(answer["items"]) == 4
-    assert set(answer["items"][0]) == {"item_id", "score", "explanation"}
-    assert answer["source"] == "model"
-    assert {entry["item_id"] for entry in answer["items"][0]["explanation"]} == {"sku-1", "sku-2"}
-
-    table = runner.invoke(app, ["recommend", "--target", server.target, "--user", "new", "-k", "2"])
-    assert table.exit_code == 0, table.output
-    assert "fallback (cold_start)" in table.output
-
-
-def test_recommend_command_errors_print_the_status_name(
-    server: ServerHandle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["recsys", "recommend", "--target", server.target, "--user", "u1", "-k", "0"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code == 2
-    stderr = capsys.readouterr().err
-    assert stderr.startswith("error: INVALID_ARGUMENT: k: must be between 1 and 100"), stderr
-
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "recsys",
-            "recommend",
-            "--target",
-            f"127.0.0.1:{free_port()}",
-            "--user",
-            "u1",
-            "--timeout",
-            "2",
-        ],
-    )
-    with pytest.raises(SystemExit) as exited:
-        main()
-    assert exited.value.code == 2
-    assert capsys.readouterr().err.startswith("error: UNAVAILABLE:")
-
-
-def test_load_features_fills_the_store_the_server_reads(
-    artifacts: Artifacts, redis_url: str, namespace: str, start_server: StartServer
-) -> None:
-    summary = run_load_features(
-        artifacts.data, redis_url, namespace=namespace, max_history=5, batch_users=50
-    )
-    dataset = load_prepared(artifacts.data)
-    assert summary["users"] == dataset.num_users
-    events = dataset.interactions.filter(dataset.interactions["user_idx"] == 1)
-    item_of = dict(
-        zip(
-            dataset.items.table["item_idx"].to_list(),
-            dataset.items.table["item_id"].to_list(),
-            strict=True,
-        )
-    )
-    user_id = str(dataset.users.table.filter(dataset.users.table["user_idx"] == 1)["user_id"][0])
-    newest = [str(item_of[index]) for index in events["item_idx"].to_list()[-5:]]
-
-    server = start_server(max_history=5)
-    stored = server.stub.GetUserHistory(pb.GetUserHistoryRequest(user_id=user_id), timeout=5)
-    assert (list(stored.item_ids), stored.history_version) == (newest, 1)
-    answer = server.stub.Recommend(pb.RecommendRequest(user_id=user_id, k=3), timeout=5)
-    assert (answer.source, answer.history_length) == (pb.SOURCE_MODEL, 5)
-    assert server.stub.Recommend(pb.RecommendRequest(user_id=user_id, k=3)).source == (
-        pb.SOURCE_CACHE
-    )
-
-    run_load_features(artifacts.data, redis_url, namespace=namespace, max_history=5)
-    again = server.stub.Recommend(pb.RecommendRequest(user_id=user_id, k=3), timeout=5)
-    assert (again.source, again.history_version) == (pb.SOURCE_MODEL, 2)
-
-
-def test_load_features_errors_name_the_problem(artifacts: Artifacts, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--redis-url"):
-        run_load_features(artifacts.data, "http://localhost:6379", progress=False)
-    with pytest.raises(ConfigError, match="--namespace"):
-        run_load_features(artifacts.data, "redis://127.0.0.1:1/0", namespace="a b")
-    closed = f"redis://127.0.0.1:{free_port()}/0"
-    with pytest.raises(FeatureStoreUnavailable, match="Redis failed after 0 users"):
-        run_load_features(artifacts.data, closed, progress=False)
-    with pytest.raises(Exception, match="recsys prepare"):
-        run_load_features(tmp_path / "missing", closed, progress=False)
