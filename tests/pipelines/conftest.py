@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -22,6 +23,7 @@ class Printed(NamedTuple):
 
 
 MainExit = Callable[..., Printed]
+MainRefusal = Callable[..., str]
 
 
 def _run_recsys(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,5 +66,22 @@ def main_exit(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str
         assert exit_info.value.code == code
         captured = capsys.readouterr()
         return Printed(captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def refused_in_empty_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, main_exit: MainExit
+) -> MainRefusal:
+    """``refused_in_empty_dir(*args)``: run ``recsys ARGS`` in this process from the empty folder
+    ``tmp_path``, expect exit status 2 and nothing written there (no staging folder either);
+    what it printed on stderr."""
+
+    def run(*args: str) -> str:
+        monkeypatch.chdir(tmp_path)
+        stderr = main_exit(*args).err
+        assert [p.name for p in tmp_path.iterdir()] == [], "a refused command wrote something"
+        return stderr
 
     return run

@@ -12,7 +12,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.conftest import TinyRuns
-    from tests.pipelines.conftest import MainExit, RunRecsys, UserErrorCheck
+    from tests.pipelines.conftest import MainExit, MainRefusal, RunRecsys, UserErrorCheck
 
 
 @pytest.mark.slow
@@ -116,18 +116,14 @@ def test_an_existing_out_is_refused_in_a_real_process(
 def test_user_errors(
     trained: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    main_exit: MainExit,
+    refused_in_empty_dir: MainRefusal,
     extra: list[str],
     message: str,
 ) -> None:
-    data, checkpoint = trained
-    monkeypatch.chdir(tmp_path)
     out = tmp_path / "report"
-    stderr = main_exit("evaluate", "--data", str(data), *extra, "--out", str(out)).err
+    stderr = refused_in_empty_dir("evaluate", "--data", str(trained[0]), *extra, "--out", str(out))
     assert f"error: {message}" in stderr
     assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder either
 
 
 @pytest.fixture(scope="module")

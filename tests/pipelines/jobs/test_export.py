@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tests.pipelines.conftest import MainExit, RunRecsys, UserErrorCheck
+    from tests.pipelines.conftest import MainExit, MainRefusal, RunRecsys, UserErrorCheck
 
 
 @pytest.fixture(scope="module")
@@ -90,20 +90,17 @@ def test_verify_refuses_a_tampered_artifact(
 def test_user_errors(
     trained: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    main_exit: MainExit,
+    refused_in_empty_dir: MainRefusal,
     args: list[str],
     message: str,
 ) -> None:
     data, checkpoint = trained
-    monkeypatch.chdir(tmp_path)
     out = tmp_path / "artifact"
     values = {"data": str(data), "ckpt": str(checkpoint), "out": str(out)}
-    stderr = main_exit("export", *[a.format(**values) for a in args]).err
+    stderr = refused_in_empty_dir("export", *[a.format(**values) for a in args])
     assert message in stderr
     assert "Traceback" not in stderr
     assert not out.exists()
-    assert list(tmp_path.iterdir()) == []  # no staging folder either
 
 
 def test_existing_out_is_refused_naming_the_flag(
