@@ -4,7 +4,7 @@ The one way generated code is made: ``python -m serving.protogen`` (grpcio-tools
 gRPC and mypy-protobuf plugins). The ``.proto`` files keep their wire path ``protos/recsys/v1/``;
 protoc sees them as ``serving/proto/recsys/v1/`` (``-Iserving/proto=protos``), so the generated
 imports (``from serving.proto.recsys.v1 import ...``) work as written and never clash with the
-``recsys`` library package. The output is checked in; ``tests/serving/test_protos.py``
+``recsys`` library package. The output is checked in; ``tests/serving/test_protogen.py``
 regenerates it into a temporary folder and fails when the checked-in copy differs.
 """
 

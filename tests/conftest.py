@@ -1,9 +1,11 @@
-"""Shared fixtures: fixed seeds, the shared benchmark data folder, small inline logs, and tiny
-synthetic datasets with models trained on them (for the evaluate, export and serving tests)."""
+"""Shared fixtures: fixed seeds, the shared benchmark data folder, small inline logs, tiny
+synthetic datasets with models trained on them (for the evaluate, export and serving tests), and
+the serving parts of ``tests/servers.py`` (for the serving and the command-line tests)."""
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,18 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+
+from serving.store.embedded_redis import EmbeddedRedis
+from tests.servers import (
+    SHARED_REDIS,
+    Artifacts,
+    ServerHandle,
+    StartServer,
+    delete_namespace,
+    export_artifacts,
+    redis_answers,
+    server_config,
+)
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -88,3 +102,75 @@ class TinyRuns:
 def tiny_runs() -> type[TinyRuns]:
     """``TinyRuns``: tiny synthetic datasets and models for tests that need a real checkpoint."""
     return TinyRuns
+
+
+@pytest.fixture(scope="session")
+def artifacts(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+    """Two exported artifacts of 1-epoch tiny models on a synthetic log with string item ids."""
+    return export_artifacts(tiny_runs, tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """127.0.0.1:6379 if a Redis answers there, else an embedded one for the session."""
+    if redis_answers(SHARED_REDIS):
+        yield SHARED_REDIS
+        return
+    embedded = EmbeddedRedis().start()
+    try:
+        yield embedded.url
+    finally:
+        embedded.close()
+
+
+def _new_namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    """A key namespace of this test alone; its keys are deleted afterwards."""
+    name = _new_namespace()
+    yield name
+    delete_namespace(redis_url, name)
+
+
+@pytest.fixture
+def start_server(artifacts: Artifacts, redis_url: str, namespace: str) -> Iterator[StartServer]:
+    """``start_server(artifact=None, **config)`` -> a running server on a free port.
+
+    Defaults: the first artifact, the session's Redis, this test's namespace, port 0.
+    """
+    started: list[ServerHandle] = []
+
+    def start(artifact: Path | None = None, **overrides: Any) -> ServerHandle:
+        config = server_config(**{"redis_url": redis_url, "namespace": namespace, **overrides})
+        handle = ServerHandle(config, artifact or artifacts.first)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+@pytest.fixture
+def server(start_server: StartServer) -> ServerHandle:
+    """A server with the default settings on the first artifact."""
+    return start_server()
+
+
+@pytest.fixture(scope="module")
+def shared_server(artifacts: Artifacts, redis_url: str) -> Iterator[ServerHandle]:
+    """One server with the default settings for a whole test module, on a namespace of its own.
+
+    Starting a server takes about half a second; tests that change nothing another test reads
+    share this one. Each uses user ids and requests of its own (an answer another test cached
+    would come back from the cache) and leaves the model, the health and the runtime as it
+    found them.
+    """
+    name = _new_namespace()
+    handle = ServerHandle(server_config(redis_url=redis_url, namespace=name), artifacts.first)
+    yield handle
+    handle.stop()
+    delete_namespace(redis_url, name)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from pipelines.cli import COMMANDS
 
 if TYPE_CHECKING:
-    from tests.pipelines.conftest import RunRecsys, UserErrorCheck
+    from tests.pipelines.conftest import RunRecsys
 
 SUBCOMMANDS = [
     "synth",
@@ -89,132 +87,3 @@ def test_a_mistyped_command_names_the_closest_one(run_recsys: RunRecsys) -> None
     result = run_recsys("recomend", "--user", "u1")
     assert result.returncode == 2
     assert "No such command 'recomend'. Did you mean 'recommend'?" in result.stderr
-
-
-def test_synth_then_prepare_end_to_end(
-    tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
-) -> None:
-    log = tmp_path / "log.csv"
-    result = run_recsys(
-        "synth", "--users", "50", "--items", "20", "--events", "600", "--out", str(log)
-    )
-    assert result.returncode == 0, result.stderr
-    out = tmp_path / "data"
-    result = run_recsys(
-        "prepare", "--input", str(log), "--out", str(out), "--min-user-interactions", "3"
-    )
-    assert result.returncode == 0, result.stderr
-    stats = json.loads((out / "stats.json").read_text())
-    assert stats["num_interactions"] <= 600
-    assert stats["filters"]["min_user_interactions"] == 3
-    assert "prepared dataset" in result.stderr
-
-    assert_user_error(
-        run_recsys("prepare", "--input", str(log), "--out", str(out)), "already exists"
-    )
-    assert_user_error(
-        run_recsys("synth", "--users", "5", "--events", "10", "--out", str(log)), "already exists"
-    )
-
-
-def test_prepare_errors_exit_2_without_traceback(
-    tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
-) -> None:
-    out = str(tmp_path / "out")
-    assert_user_error(
-        run_recsys("prepare", "--input", str(tmp_path / "missing.csv"), "--out", out),
-        "input file not found",
-    )
-    log = tmp_path / "log.csv"
-    log.write_text("uid,item_id\n1,2\n")
-    assert_user_error(
-        run_recsys("prepare", "--input", str(log), "--out", out),
-        "column 'user_id' (--user-col) not found",
-    )
-    log.write_text("user_id,item_id\n1,2\n")
-    assert_user_error(
-        run_recsys("prepare", "--input", str(log), "--out", out, "--min-item-interactions", "5"),
-        "no interactions left",
-    )
-    assert_user_error(
-        run_recsys(
-            "prepare",
-            "--input",
-            str(log),
-            "--out",
-            out,
-            "--split",
-            "temporal",
-            "--test-cutoff",
-            "tomorrow",
-            "--validation-cutoff",
-            "2024-01-01",
-        ),
-        "--test-cutoff 'tomorrow' is not a time",
-    )
-    assert not Path(out).exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]  # nothing half-written
-
-
-def test_bad_choice_is_rejected_by_the_parser(tmp_path: Path, run_recsys: RunRecsys) -> None:
-    result = run_recsys("prepare", "--input", "x", "--out", "y", "--format", "xml")
-    assert result.returncode == 2
-    assert "--format" in result.stderr
-
-
-def test_train_from_the_command_line_and_its_errors(
-    tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
-) -> None:
-    log = tmp_path / "log.parquet"
-    data = tmp_path / "data"
-    assert (
-        run_recsys(
-            "synth", "--users", "60", "--items", "30", "--events", "900", "--out", str(log)
-        ).returncode
-        == 0
-    )
-    assert run_recsys("prepare", "--input", str(log), "--out", str(data)).returncode == 0
-    run = tmp_path / "run"
-    config = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "demo.yaml"
-    result = run_recsys(
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(run),
-        "--config",
-        str(config),
-        "--max-epochs",
-        "1",
-        "--hidden-size",
-        "16",
-        "--accelerator",
-        "cpu",
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["config"]["model"]["hidden_size"] == 16  # the flag won over the YAML's 64
-    assert summary["config"]["max_minutes"] == 2.0  # the YAML won over the default (15)
-    assert (run / "checkpoints" / "best.ckpt").is_file()
-
-    assert_user_error(run_recsys("train", "--data", str(data), "--out", str(run)), "already exists")
-    assert_user_error(
-        run_recsys("train", "--data", str(tmp_path), "--out", str(tmp_path / "r2")),
-        "not a prepared dataset",
-    )
-    assert_user_error(
-        run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r3"), "--n-heads", "3"),
-        "n_heads (3) must divide hidden_size (64)",
-    )
-    assert_user_error(
-        run_recsys("train", "--data", str(data), "--out", str(tmp_path / "r4"), "--max-len", "0"),
-        "max_len (--max-len)",
-    )
-    assert_user_error(
-        run_recsys(
-            "train", "--data", str(data), "--out", str(run), "--resume", "--config", str(config)
-        ),
-        "drop --config",
-    )
-    result = run_recsys("train", "--data", str(data), "--out", str(run), "--hiden-size", "3")
-    assert result.returncode == 2 and "--hiden-size" in result.stderr  # unknown flag

@@ -42,17 +42,31 @@ def test_the_digest_tells_every_option_apart() -> None:
     assert _query(user_id="other").options_digest() == _query().options_digest()
 
 
-def test_defaults_and_limits() -> None:
+def test_the_largest_k_is_accepted_and_exclude_seen_defaults_to_true() -> None:
     query = parse_recommend(pb.RecommendRequest(user_id="u", k=20), CONFIG)
     assert query.exclude_seen is True
     off = parse_recommend(pb.RecommendRequest(user_id="u", k=1, exclude_seen=False), CONFIG)
     assert off.exclude_seen is False
-    with pytest.raises(InvalidArgument, match=r"^k: must be between 1 and 20, got 21$"):
-        parse_recommend(pb.RecommendRequest(user_id="u", k=21), CONFIG)
-    with pytest.raises(InvalidArgument, match=r"^allow: holds 4 ids, at most 3"):
-        parse_recommend(pb.RecommendRequest(user_id="u", k=1, allow=list("abcd")), CONFIG)
-    with pytest.raises(InvalidArgument, match=r"^history\[0\]: is 6 characters long"):
-        parse_recommend(pb.RecommendRequest(k=1, history=["abcdef"]), CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (pb.RecommendRequest(user_id="u", k=21), r"^k: must be between 1 and 20, got 21$"),
+        (
+            pb.RecommendRequest(user_id="u", k=1, allow=list("abcd")),
+            r"^allow: holds 4 ids, at most 3",
+        ),
+        (pb.RecommendRequest(k=1, history=["abcdef"]), r"^history\[0\]: is 6 characters long"),
+    ],
+    ids=["k", "allow", "history"],
+)
+def test_limits_are_refused_naming_the_field(request_: pb.RecommendRequest, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        parse_recommend(request_, CONFIG)
+
+
+def test_a_bad_request_of_a_batch_is_named_by_its_position() -> None:
     with pytest.raises(InvalidArgument, match=r"^requests\[1\]\.user_id: the request has neither"):
         parse_batch(
             pb.RecommendBatchRequest(

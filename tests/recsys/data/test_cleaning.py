@@ -1,13 +1,25 @@
-"""Cleaning: nulls, duplicates, rating threshold, k-core fixpoint, and the empty-result error."""
+"""Cleaning: nulls, duplicates, rating threshold, k-core fixpoint, and the empty-result error;
+the k-core is the unique maximal sub-log (a property test)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsys.data import CleaningConfig, clean_interactions, k_core, read_interactions
 from recsys.data import columns as C
+from recsys.data.cleaning import clean_events, duplicate_mask
+from recsys.data.events import encode_events
 from recsys.errors import ConfigError, DataError
+
+EVENT_ROWS = st.lists(
+    st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(0, 30)), min_size=1, max_size=60
+)
+"""Small random logs as (user, item, time) rows, for the property tests."""
 
 
 def _log(**extra: list[object]) -> pl.DataFrame:
@@ -79,3 +91,55 @@ def test_k_core_that_empties_the_log_is_an_error_with_counts() -> None:
 def test_impossible_thresholds_name_the_field(field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         CleaningConfig(**{field: 0})  # type: ignore[arg-type]
+
+
+def test_duplicates_are_found_among_same_user_same_time_neighbours() -> None:
+    log = read_interactions(
+        pl.DataFrame(
+            {
+                "user_id": [1, 2, 1, 1, 1, 1],
+                "item_id": [5, 5, 6, 5, 5, 5],
+                "timestamp": [10, 10, 10, 10, 20, 10],
+                "rating": [1.0, 1.0, 1.0, 1.0, 1.0, None],
+            }
+        )
+    )
+    events = encode_events(log)
+    # Rows 0 and 3 are exact copies; 2 (item), 4 (time), 5 (rating) and 1 (user) are not.
+    assert sorted(events.row[duplicate_mask(events)].tolist()) == [3]
+
+
+def test_the_kept_events_come_out_in_chronological_order() -> None:
+    log = read_interactions(
+        pl.DataFrame({"user_id": [2, 1, 2, 1], "item_id": [1, 1, 2, 2], "timestamp": [5, 9, 3, 1]})
+    )
+    events, keep, report = clean_events(log, CleaningConfig())
+    assert events.row[keep].tolist() == [3, 1, 2, 0]
+    assert report.rows_kept == 4
+
+
+def _reference_k_core(
+    rows: list[tuple[int, int, int]], min_user: int, min_item: int
+) -> list[tuple[int, int, int]]:
+    """Remove one offending row at a time, the slowest obviously-correct way."""
+    kept = list(rows)
+    while True:
+        users = Counter(r[0] for r in kept)
+        items = Counter(r[1] for r in kept)
+        bad = [r for r in kept if users[r[0]] < min_user or items[r[1]] < min_item]
+        if not bad:
+            return kept
+        kept.remove(bad[0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENT_ROWS, st.integers(1, 4), st.integers(1, 4))
+def test_k_core_matches_one_at_a_time_removal(
+    rows: list[tuple[int, int, int]], min_user: int, min_item: int
+) -> None:
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "t"], orient="row")
+    kept, _ = k_core(frame, min_user, min_item)
+    assert sorted(kept.rows()) == sorted(_reference_k_core(rows, min_user, min_item))
+    if kept.height:
+        assert kept.group_by("user_id").len().get_column("len").min() >= min_user  # type: ignore[operator]
+        assert kept.group_by("item_id").len().get_column("len").min() >= min_item  # type: ignore[operator]

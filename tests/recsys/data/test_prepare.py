@@ -9,6 +9,7 @@ nulls and NaN, so every branch of the array path meets the case it shortcuts.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -200,3 +201,12 @@ def test_a_log_without_times_keeps_input_order_and_null_timestamps() -> None:
     assert interactions.get_column(C.ITEM_IDX).to_list() == [1, 2, 3, 2, 1]
     assert interactions.get_column(C.TIMESTAMP).null_count() == interactions.height
     assert interactions.schema[C.TIMESTAMP] == pl.Datetime("ms", "UTC")
+
+
+def test_fingerprint_tracks_the_input_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id\n1,1\n1,2\n")
+    first = prepare_dataset(path).stats["input"]["fingerprint"]
+    path.write_text("user_id,item_id\n1,1\n1,3\n")
+    second = prepare_dataset(path).stats["input"]["fingerprint"]
+    assert first.startswith("sha256:") and first != second

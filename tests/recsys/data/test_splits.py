@@ -1,4 +1,5 @@
-"""Chronological order and splits: leave-one-out, temporal, no leakage, clear errors."""
+"""Chronological order and splits: leave-one-out, temporal, no leakage (also as property tests),
+clear errors."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from recsys.data import PrepareConfig, SplitConfig, assign_split, prepare_dataset
+from recsys.data import CleaningConfig, PrepareConfig, SplitConfig, assign_split, prepare_dataset
 from recsys.data import columns as C
 from recsys.errors import ConfigError, DataError
+
+EVENT_ROWS = st.lists(
+    st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(0, 30)), min_size=1, max_size=60
+)
+"""Small random logs as (user, item, time) rows, for the property tests."""
 
 
 def _sequences(frame: pl.DataFrame, split: str | None = None) -> dict[int, list[int]]:
@@ -114,3 +122,50 @@ def test_temporal_split_without_timestamps_is_explained() -> None:
 def test_bad_split_configs_are_named(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SplitConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENT_ROWS)
+def test_leave_one_out_holds_out_each_users_latest_events(rows: list[tuple[int, int, int]]) -> None:
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    interactions = prepare_dataset(frame).interactions
+    for (_user,), group in interactions.group_by(C.USER_IDX):
+        group = group.sort(C.POSITION)
+        splits = group.get_column(C.SPLIT).to_list()
+        assert group.get_column(C.POSITION).to_list() == list(range(group.height))
+        if group.height >= 3:
+            assert splits[-2:] == [C.VALIDATION, C.TEST]
+            assert set(splits[:-2]) <= {C.TRAIN}
+        else:
+            assert set(splits) == {C.TRAIN}
+        times = group.get_column(C.TIMESTAMP)
+        assert times.is_sorted()
+    assert interactions.height == len(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENT_ROWS, st.floats(0.05, 0.45), st.floats(0.05, 0.45))
+def test_temporal_split_never_trains_on_the_future(
+    rows: list[tuple[int, int, int]], validation_fraction: float, test_fraction: float
+) -> None:
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "timestamp"], orient="row")
+    config = PrepareConfig(
+        cleaning=CleaningConfig(),
+        split=SplitConfig(
+            strategy="temporal",
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+        ),
+    )
+    interactions = prepare_dataset(frame, config).interactions
+    latest: dict[str, object] = {}
+    earliest: dict[str, object] = {}
+    for name in C.SPLIT_NAMES:
+        times = interactions.filter(pl.col(C.SPLIT) == name).get_column(C.TIMESTAMP)
+        latest[name], earliest[name] = times.max(), times.min()
+    if latest[C.TRAIN] is not None and earliest[C.VALIDATION] is not None:
+        assert latest[C.TRAIN] < earliest[C.VALIDATION]  # type: ignore[operator]
+    if latest[C.VALIDATION] is not None and earliest[C.TEST] is not None:
+        assert latest[C.VALIDATION] < earliest[C.TEST]  # type: ignore[operator]
+    if latest[C.TRAIN] is not None and earliest[C.TEST] is not None:
+        assert latest[C.TRAIN] < earliest[C.TEST]  # type: ignore[operator]

@@ -11,7 +11,9 @@ from recsys.data.synthetic import SynthConfig, generate_log
 
 def log_from_sequences(sequences: dict[int, list[int]]) -> pl.DataFrame:
     """A log whose events per user follow the given item order (timestamps increase)."""
-    users, items, times = [], [], []
+    users: list[int] = []
+    items: list[int] = []
+    times: list[int] = []
     for user, sequence in sequences.items():
         for item in sequence:
             users.append(user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -80,12 +82,22 @@ def test_paired_ci_is_narrower_than_unpaired_for_correlated_scorers() -> None:
     assert paired.high - paired.low < unpaired_half_width
 
 
-def test_bad_inputs_are_refused() -> None:
-    with pytest.raises(DataError, match="same users"):
-        paired_differences({"hr@10": np.ones(3)}, {"hr@10": np.ones(4)})
-    with pytest.raises(ConfigError, match="--resamples"):
-        bootstrap_means(np.ones(3), n_resamples=0)
-    with pytest.raises(ConfigError, match="--confidence"):
-        bootstrap_intervals(np.ones(3), confidence=1.5)
-    with pytest.raises(DataError, match="no users"):
-        bootstrap_means(np.ones((1, 0)))
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: paired_differences({"hr@10": np.ones(3)}, {"hr@10": np.ones(4)}),
+            DataError,
+            "same users",
+        ),
+        (lambda: bootstrap_means(np.ones(3), n_resamples=0), ConfigError, "--resamples"),
+        (lambda: bootstrap_intervals(np.ones(3), confidence=1.5), ConfigError, "--confidence"),
+        (lambda: bootstrap_means(np.ones((1, 0))), DataError, "no users"),
+    ],
+    ids=["paired-users", "resamples", "confidence", "no-users"],
+)
+def test_bad_inputs_are_refused(
+    call: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()

@@ -64,9 +64,10 @@ def test_a_user_with_few_items_left_gets_exactly_those() -> None:
     assert sorted(negatives[0].tolist()) == [46, 47, 48, 49, 50]
 
 
-def test_too_many_negatives_is_refused_naming_the_flag() -> None:
+@pytest.mark.parametrize(
+    ("count", "message"), [(6, "--negatives 6 is too many"), (0, "--negatives must be >= 1")]
+)
+def test_too_many_or_no_negatives_are_refused_naming_the_flag(count: int, message: str) -> None:
     keys = np.arange(1, 46, dtype=np.int64)
-    with pytest.raises(ConfigError, match="--negatives 6 is too many"):
-        sample_negatives(keys, 1, 50, 6, np.random.default_rng(0))
-    with pytest.raises(ConfigError, match="--negatives must be >= 1"):
-        sample_negatives(keys, 1, 50, 0, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=message):
+        sample_negatives(keys, 1, 50, count, np.random.default_rng(0))

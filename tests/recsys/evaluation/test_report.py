@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 from recsys.data import PreparedDataset
 from recsys.errors import DataError, OutputExistsError
 from recsys.evaluation import (
+    EvaluationReport,
+    EvaluationResult,
+    EvaluationTask,
     build_report,
     evaluation_task,
     markdown_report,
@@ -20,16 +24,28 @@ from recsys.evaluation import (
 )
 
 
-def test_report_folder_has_metrics_markdown_and_plots(
-    synthetic: PreparedDataset, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class Compared:
+    task: EvaluationTask
+    results: list[EvaluationResult]
+    report: EvaluationReport
+
+
+@pytest.fixture(scope="module")
+def compared(synthetic: PreparedDataset) -> Compared:
+    """Markov against most-popular on the synthetic test split, and their report."""
     task = evaluation_task(synthetic, "test", "full", ks=(5, 10))
     results = [
         run_evaluation(task, markov_scorer(synthetic)),
         run_evaluation(task, most_popular_scorer(synthetic)),
     ]
     report = build_report(results, n_resamples=200, context={"dataset": "synthetic"})
-    out = write_report(report, tmp_path / "report")
+    return Compared(task, results, report)
+
+
+def test_report_folder_has_metrics_markdown_and_plots(compared: Compared, tmp_path: Path) -> None:
+    task, results = compared.task, compared.results
+    out = write_report(compared.report, tmp_path / "report")
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.png",
         "metrics.json",
@@ -53,9 +69,14 @@ def test_report_folder_has_metrics_markdown_and_plots(
     assert "full ranking" in text and "Paired differences" in text and "most-popular" in text
     assert "![metrics at K](metrics_at_k.png)" in text
 
+
+def test_an_existing_report_folder_is_refused_unless_overwrite(
+    compared: Compared, tmp_path: Path
+) -> None:
+    out = write_report(compared.report, tmp_path / "report")
     with pytest.raises(OutputExistsError):
-        write_report(report, out)
-    write_report(report, out, overwrite=True)
+        write_report(compared.report, out)
+    write_report(compared.report, out, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
 
 
@@ -73,5 +94,9 @@ def test_results_of_different_tasks_cannot_be_compared(synthetic: PreparedDatase
     validation = run_evaluation(evaluation_task(synthetic, "validation"), markov_scorer(synthetic))
     with pytest.raises(DataError, match="not evaluated on the same task"):
         build_report([test, validation])
+
+
+def test_a_result_cannot_be_compared_with_itself(synthetic: PreparedDataset) -> None:
+    test = run_evaluation(evaluation_task(synthetic, "test"), most_popular_scorer(synthetic))
     with pytest.raises(DataError, match="distinct"):
         build_report([test, test])

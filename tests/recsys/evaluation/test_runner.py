@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from recsys.data import PreparedDataset
 from recsys.errors import ConfigError, DataError
@@ -90,19 +90,28 @@ def test_repeated_targets_are_counted(hand_made: PreparedDataset) -> None:
     assert evaluation_task(hand_made, "validation").repeated_targets == 0
 
 
-def test_bad_options_name_their_flag(hand_made: PreparedDataset) -> None:
-    with pytest.raises(ConfigError, match="--split 'train'"):
-        evaluation_task(hand_made, "train")
-    with pytest.raises(ConfigError, match="--protocol 'half'"):
-        evaluation_task(hand_made, protocol="half")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="--k"):
-        evaluation_task(hand_made, ks=(0, 5))
-    with pytest.raises(ConfigError, match="--k 10 is longer than the 4 candidates"):
-        evaluation_task(hand_made, protocol="sampled", ks=(10,), num_negatives=3)
-    with pytest.raises(ConfigError, match="--negatives 4 is too many"):
-        evaluation_task(hand_made, protocol="sampled", ks=(1,), num_negatives=4)
-    with pytest.raises(ConfigError, match="--negative-sampling"):
-        evaluation_task(hand_made, protocol="sampled", ks=(1,), negative_sampling="zipf")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"split": "train"}, "--split 'train'"),
+        ({"protocol": "half"}, "--protocol 'half'"),
+        ({"ks": (0, 5)}, "--k"),
+        (
+            {"protocol": "sampled", "ks": (10,), "num_negatives": 3},
+            "--k 10 is longer than the 4 candidates",
+        ),
+        ({"protocol": "sampled", "ks": (1,), "num_negatives": 4}, "--negatives 4 is too many"),
+        ({"protocol": "sampled", "ks": (1,), "negative_sampling": "zipf"}, "--negative-sampling"),
+    ],
+)
+def test_bad_options_name_their_flag(
+    hand_made: PreparedDataset, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        evaluation_task(hand_made, **options)
+
+
+def test_a_bad_batch_size_names_its_flag(hand_made: PreparedDataset) -> None:
     with pytest.raises(ConfigError, match="--batch-size"):
         run_evaluation(evaluation_task(hand_made), most_popular_scorer(hand_made), batch_size=0)
 
@@ -111,14 +120,6 @@ def test_a_scorer_of_another_catalogue_is_refused(hand_made: PreparedDataset) ->
     model = SASRec(SASRecConfig(num_items=hand_made.num_items + 3, max_len=4, hidden_size=8))
     with pytest.raises(DataError, match="returned scores of shape"):
         evaluate_scorer(hand_made, ModelScorer(model))
-
-
-def test_model_scorer_scores_every_item_with_padding_excluded() -> None:
-    model = SASRec(SASRecConfig(num_items=12, max_len=5, hidden_size=8))
-    scorer = ModelScorer(model, name="tiny")
-    scores = scorer(torch.tensor([[0, 0, 3, 4, 5]]))
-    assert scores.shape == (1, 13) and torch.isneginf(scores[0, 0])
-    assert scorer.max_len == 5 and not model.training
 
 
 @pytest.mark.parametrize("first", ["recsys.evaluation.report", "recsys.training"])

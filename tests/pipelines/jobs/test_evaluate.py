@@ -5,7 +5,6 @@ and nothing written at --out."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,21 +12,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.conftest import TinyRuns
-    from tests.pipelines.conftest import RunRecsys, UserErrorCheck
-
-from pipelines import cli
-
-TINY = {"n_heads": 1, "n_blocks": 1, "max_len": 10, "max_epochs": 2}
-
-
-@pytest.fixture(scope="module")
-def trained(
-    tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
-    """A prepared synthetic dataset and the best checkpoint of a 2-epoch tiny model on it."""
-    root = tmp_path_factory.mktemp("evaluate")
-    data = tiny_runs.prepared(root / "data", n_users=200, n_items=150, n_events=4_000, seed=2)
-    return data, tiny_runs.trained(data, root / "run", **TINY)
+    from tests.pipelines.conftest import MainExit, MainRefusal, RunRecsys, UserErrorCheck
 
 
 @pytest.mark.slow
@@ -73,7 +58,7 @@ def test_checkpoint_against_baselines_sampled(
 
 
 @pytest.mark.slow
-def test_errors_in_a_real_process(
+def test_an_incomplete_artifact_is_refused_in_a_real_process(
     trained: tuple[Path, Path],
     tmp_path: Path,
     run_recsys: RunRecsys,
@@ -86,23 +71,23 @@ def test_errors_in_a_real_process(
         "is not a complete model artifact: manifest.json is missing",
     )
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_an_existing_out_is_refused_in_a_real_process(
+    trained: tuple[Path, Path],
+    tmp_path: Path,
+    run_recsys: RunRecsys,
+    assert_user_error: UserErrorCheck,
+) -> None:
+    data, _ = trained
+    out = tmp_path / "report"
     out.mkdir()
     assert_user_error(
         run_recsys("evaluate", "--data", str(data), "--baseline", "markov", "--out", str(out)),
         "already exists (pass --overwrite",
     )
     assert list(out.iterdir()) == []
-
-
-def _main_error(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> str:
-    """Run ``recsys`` in this process; return stderr after the expected exit with status 2."""
-    monkeypatch.setattr(sys, "argv", ["recsys", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -131,45 +116,47 @@ def _main_error(
 def test_user_errors(
     trained: tuple[Path, Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    refused_in_empty_dir: MainRefusal,
     extra: list[str],
     message: str,
 ) -> None:
-    data, checkpoint = trained
-    monkeypatch.chdir(tmp_path)
     out = tmp_path / "report"
-    stderr = _main_error(
-        ["evaluate", "--data", str(data), *extra, "--out", str(out)], monkeypatch, capsys
-    )
+    stderr = refused_in_empty_dir("evaluate", "--data", str(trained[0]), *extra, "--out", str(out))
     assert f"error: {message}" in stderr
     assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []  # no staging folder either
+
+
+@pytest.fixture(scope="module")
+def other_data(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared dataset of another catalogue (60 items) than the trained model's (150)."""
+    root = tmp_path_factory.mktemp("evaluate-other")
+    return tiny_runs.prepared(root / "other", n_users=200, n_items=60, n_events=4_000, seed=9)
 
 
 @pytest.mark.slow
-def test_checkpoint_of_another_dataset_or_not_a_checkpoint(
-    trained: tuple[Path, Path],
-    tiny_runs: type[TinyRuns],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+def test_checkpoint_of_another_dataset_is_refused(
+    trained: tuple[Path, Path], other_data: Path, tmp_path: Path, main_exit: MainExit
 ) -> None:
     _, checkpoint = trained
-    other = tiny_runs.prepared(tmp_path / "other", n_users=200, n_items=60, n_events=4_000, seed=9)
     out = tmp_path / "report"
-    args = ["evaluate", "--data", str(other), "--checkpoint", str(checkpoint), "--out", str(out)]
-    assert "catalogue of 150 items, but --data has" in _main_error(args, monkeypatch, capsys)
-    garbage = tmp_path / "garbage.ckpt"
-    garbage.write_bytes(b"not a checkpoint")
-    args = ["evaluate", "--data", str(other), "--checkpoint", str(garbage), "--out", str(out)]
-    assert "is not a SASRec training checkpoint" in _main_error(args, monkeypatch, capsys)
+    args = ["--data", str(other_data), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert "catalogue of 150 items, but --data has" in main_exit("evaluate", *args).err
     assert not out.exists()
 
 
-def test_missing_dataset_is_a_user_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.slow
+def test_a_file_that_is_not_a_checkpoint_is_refused(
+    other_data: Path, tmp_path: Path, main_exit: MainExit
 ) -> None:
+    out = tmp_path / "report"
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    args = ["--data", str(other_data), "--checkpoint", str(garbage), "--out", str(out)]
+    assert "is not a SASRec training checkpoint" in main_exit("evaluate", *args).err
+    assert not out.exists()
+
+
+def test_missing_dataset_is_a_user_error(tmp_path: Path, main_exit: MainExit) -> None:
     args = [
         "evaluate",
         "--data",
@@ -179,18 +166,12 @@ def test_missing_dataset_is_a_user_error(
         "--out",
         str(tmp_path / "r"),
     ]
-    assert "is not a prepared dataset" in _main_error(args, monkeypatch, capsys)
+    assert "is not a prepared dataset" in main_exit(*args).err
 
 
-def test_help_lists_every_option(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_help_lists_every_option(monkeypatch: pytest.MonkeyPatch, main_exit: MainExit) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(sys, "argv", ["recsys", "evaluate", "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
+    text = main_exit("evaluate", "--help", code=0).out
     assert "recsys evaluate" in text
     for flag in (
         "--checkpoint",
