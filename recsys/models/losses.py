@@ -135,16 +135,26 @@ class SharedCandidateSoftmax(torch.autograd.Function):
         clash_rows: torch.Tensor,
         clash: torch.Tensor,
     ) -> torch.Tensor:
+        # Under autocast (bf16-mixed) the [T, K] buffer and both products are in the autocast
+        # type, sums and the loss in float32; the backward runs outside autocast, so the
+        # casts are made here, explicitly, and kept for it.
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        ctx.dtypes = (hidden.dtype, candidates.dtype)
+        if dtype is not None:
+            hidden, candidates = hidden.to(dtype), candidates.to(dtype)
         logits = hidden @ candidates.t()  # [T, K]
         if correction is not None:
             logits.sub_(correction)
         if clash_rows.numel():
             masked = logits.index_select(0, clash_rows).masked_fill_(clash, float("-inf"))
             logits.index_copy_(0, clash_rows, masked)
-        top = torch.maximum(logits.amax(dim=1), positive)  # [T], for a stable exp
+        accumulate = torch.promote_types(positive.dtype, torch.float32)  # float32 at least
+        positive = positive.to(accumulate)
+        top = torch.maximum(logits.amax(dim=1).to(accumulate), positive)  # [T], a stable exp
         probs = logits.sub_(top.unsqueeze(1)).exp_()  # [T, K], unnormalised, in place
         positive_exp = (positive - top).exp()  # [T]
-        total = probs.sum(dim=1) + positive_exp  # [T]
+        total = probs.sum(dim=1, dtype=accumulate) + positive_exp  # [T]
         ctx.save_for_backward(hidden, candidates, probs, total, positive_exp)
         return total.log() + top - positive
 
@@ -154,10 +164,13 @@ class SharedCandidateSoftmax(torch.autograd.Function):
         ctx: Any, grad: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None, None]:
         hidden, candidates, probs, total, positive_exp = ctx.saved_tensors
-        scale = grad / total  # [T]
+        hidden_dtype, candidates_dtype = ctx.dtypes
+        scale = (grad / total).to(probs.dtype)  # [T]
         d_logits = probs.mul_(scale.unsqueeze(1))  # [T, K], the softmax times grad, in place
         d_positive = grad * (positive_exp / total - 1.0)  # [T]
-        return d_logits @ candidates, d_positive, d_logits.t() @ hidden, None, None, None
+        d_hidden = (d_logits @ candidates).to(hidden_dtype)
+        d_candidates = (d_logits.t() @ hidden).to(candidates_dtype)
+        return d_hidden, d_positive, d_candidates, None, None, None
 
 
 def full_softmax_loss(
