@@ -64,13 +64,18 @@ def sampled_softmax_loss(
     num_negatives: int,
     sampling_probs: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    row_users: torch.Tensor | None = None,
+    user_items: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over the positive and K negatives shared by the whole batch.
 
     With ``sampling_probs`` ([V + 1], zero at padding) negatives are drawn from it and every
     logit gets the log-Q correction (minus the log of its sampling probability), which removes
     the popularity bias of the sampler; without, negatives are uniform and need no correction.
-    A negative equal to a row's positive is masked out of that row.
+    A negative equal to a row's positive is masked out of that row. With ``row_users`` [T] (the
+    batch row each target comes from) and ``user_items`` [B, L] (each row's items, 0-padded), a
+    negative that is one of the row's own items is masked out too: inference excludes what the
+    user already has (``exclude_seen``), so training need not push those items down.
     """
     num_items = item_embedding.size(0) - 1
     if sampling_probs is None:
@@ -79,35 +84,58 @@ def sampled_softmax_loss(
         negatives = torch.multinomial(
             sampling_probs.cpu(), num_negatives, replacement=True, generator=generator
         )
-    negatives = negatives.to(targets.device)  # [K]
+    negatives = negatives.to(targets.device).sort().values  # [K], sorted: cells are searched
     positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
     correction: torch.Tensor | None = None
     if sampling_probs is not None:
         log_q = sampling_probs.to(hidden.device).clamp_min(1e-12).log()
         positive_logits = positive_logits - log_q[targets]
         correction = log_q[negatives]  # [K]
+    rows, columns = matching_cells(negatives, targets)  # a negative that is the positive
+    if row_users is not None and user_items is not None:
+        owned_rows, owned_columns = owned_cells(negatives, row_users, user_items)
+        rows, columns = torch.cat([rows, owned_rows]), torch.cat([columns, owned_columns])
     losses: torch.Tensor = SharedCandidateSoftmax.apply(  # type: ignore[no-untyped-call]
-        hidden,
-        positive_logits,
-        item_embedding[negatives],
-        correction,
-        *clashes(negatives, targets, num_items),
+        hidden, positive_logits, item_embedding[negatives], correction, rows, columns
     )
     return losses.mean()
 
 
-def clashes(
-    candidates: torch.Tensor, targets: torch.Tensor, num_items: int
+def matching_cells(
+    sorted_candidates: torch.Tensor, items: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where a shared candidate is the row's own positive: (rows [R], mask [R, K]).
+    """Every (i, k) with ``items[i] == sorted_candidates[k]``: two [M] index tensors.
 
-    Only rows whose target is among the candidates can clash (a few: about T * K / V), so the
-    mask is built for those rows alone rather than as a [T, K] comparison.
+    Matches are few (about N * K / V), so they are found by binary search, never as an [N, K]
+    comparison; a candidate drawn twice matches twice.
+
+    >>> matching_cells(torch.tensor([2, 5, 5, 9]), torch.tensor([5, 3, 9]))
+    (tensor([0, 0, 2]), tensor([1, 2, 3]))
     """
-    drawn = torch.zeros(num_items + 1, dtype=torch.bool, device=targets.device)
-    drawn[candidates] = True
-    rows = drawn[targets].nonzero().squeeze(1)  # [R]
-    return rows, candidates.unsqueeze(0) == targets[rows].unsqueeze(1)  # [R], [R, K]
+    left = torch.searchsorted(sorted_candidates, items, side="left")  # [N]
+    counts = torch.searchsorted(sorted_candidates, items, side="right") - left  # [N]
+    rows = torch.repeat_interleave(torch.arange(len(items), device=items.device), counts)
+    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # [M]
+    offsets = torch.arange(len(rows), device=items.device) - starts
+    return rows, torch.repeat_interleave(left, counts) + offsets
+
+
+def owned_cells(
+    sorted_candidates: torch.Tensor, row_users: torch.Tensor, user_items: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (target row, k) where candidate k is one of that row's user's items."""
+    users, columns = matching_cells(sorted_candidates, user_items.reshape(-1))
+    users = torch.div(users, user_items.size(1), rounding_mode="floor")  # flat index -> user
+    pairs = torch.unique(users * len(sorted_candidates) + columns)  # a user's repeats once
+    users, columns = pairs // len(sorted_candidates), pairs % len(sorted_candidates)
+    # Target rows are grouped by user, in order: user b owns rows first[b] .. first[b + 1] - 1.
+    per_user = torch.bincount(row_users, minlength=user_items.size(0))  # [B]
+    first = torch.cumsum(per_user, 0) - per_user  # [B]
+    counts = per_user[users]
+    starts = torch.repeat_interleave(first[users], counts)
+    group_starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    rows = starts + torch.arange(int(counts.sum()), device=row_users.device) - group_starts
+    return rows, torch.repeat_interleave(columns, counts)
 
 
 class SharedCandidateSoftmax(torch.autograd.Function):
@@ -121,8 +149,8 @@ class SharedCandidateSoftmax(torch.autograd.Function):
     place, and two matrix products read it back. On a CPU that is most of a sampled-softmax step
     (``bench/train_speed.py``). Not twice differentiable.
 
-    hidden [T, H], positive [T], candidates [K, H], correction [K] or None, clash_rows [R] and
-    clash [R, K] bool (``clashes``) -> losses [T].
+    hidden [T, H], positive [T], candidates [K, H], correction [K] or None, masked_rows [M] and
+    masked_columns [M] -> losses [T].
     """
 
     @staticmethod
@@ -132,8 +160,8 @@ class SharedCandidateSoftmax(torch.autograd.Function):
         positive: torch.Tensor,
         candidates: torch.Tensor,
         correction: torch.Tensor | None,
-        clash_rows: torch.Tensor,
-        clash: torch.Tensor,
+        masked_rows: torch.Tensor,
+        masked_columns: torch.Tensor,
     ) -> torch.Tensor:
         # Under autocast (bf16-mixed) the [T, K] buffer and both products are in the autocast
         # type, sums and the loss in float32; the backward runs outside autocast, so the
@@ -146,9 +174,8 @@ class SharedCandidateSoftmax(torch.autograd.Function):
         logits = hidden @ candidates.t()  # [T, K]
         if correction is not None:
             logits.sub_(correction)
-        if clash_rows.numel():
-            masked = logits.index_select(0, clash_rows).masked_fill_(clash, float("-inf"))
-            logits.index_copy_(0, clash_rows, masked)
+        if masked_rows.numel():
+            logits.index_put_((masked_rows, masked_columns), logits.new_tensor(float("-inf")))
         accumulate = torch.promote_types(positive.dtype, torch.float32)  # float32 at least
         positive = positive.to(accumulate)
         top = torch.maximum(logits.amax(dim=1).to(accumulate), positive)  # [T], a stable exp
@@ -174,8 +201,21 @@ class SharedCandidateSoftmax(torch.autograd.Function):
 
 
 def full_softmax_loss(
-    hidden: torch.Tensor, targets: torch.Tensor, item_embedding: torch.Tensor
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_embedding: torch.Tensor,
+    row_users: torch.Tensor | None = None,
+    user_items: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy over the whole catalogue (padding excluded): [T, H] x [V + 1, H]."""
+    """Cross-entropy over the whole catalogue (padding excluded): [T, H] x [V + 1, H].
+
+    With ``row_users`` and ``user_items`` (as ``sampled_softmax_loss``), a row's own items other
+    than its positive are left out of its softmax.
+    """
     logits = hidden @ item_embedding[1:].t()  # [T, V], column j is item j + 1
+    if row_users is not None and user_items is not None:
+        catalogue = torch.arange(1, item_embedding.size(0), device=targets.device)
+        rows, columns = owned_cells(catalogue, row_users, user_items)
+        keep = columns != targets[rows] - 1  # never the positive itself
+        logits = logits.index_put((rows[keep], columns[keep]), logits.new_tensor(float("-inf")))
     return F.cross_entropy(logits, targets - 1)

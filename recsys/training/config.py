@@ -43,6 +43,12 @@ class TrainConfig(Config):
         description="sampled_softmax: uniform, or by training popularity with log-Q correction.",
     )
 
+    exclude_seen_negatives: bool = Field(
+        False,
+        description="ce, sampled_softmax: a user's own items (in its training window) are not "
+        "negatives for its targets, as inference never recommends them (exclude_seen).",
+    )
+
     loss_weighting: Literal["target", "batch"] = Field(
         "target",
         description="target: every target position weighs the same wherever it lands (a "

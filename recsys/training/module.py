@@ -82,10 +82,14 @@ class SASRecModule(pl.LightningModule):
         inputs, targets = batch  # [B, L], [B, L]
         hidden = self.model(inputs)  # [B, L, H]
         has_target = targets != 0  # [B, L]
+        config = self.train_config
+        row_users = user_items = None
+        if config.exclude_seen_negatives:
+            row_users = has_target.nonzero()[:, 0]  # [T], grouped by user in order
+            user_items = torch.cat([inputs, targets[:, -1:]], dim=1)  # [B, L + 1]: the window
         hidden = hidden[has_target]  # [T, H]: only positions with a target are scored
         targets = targets[has_target]  # [T]
         embedding = self.model.item_embedding.weight  # [V + 1, H]
-        config = self.train_config
         if config.loss == "bce":
             loss = bce_loss(hidden, targets, embedding, negatives_per_target=config.bce_negatives)
         elif config.loss == "sampled_softmax":
@@ -95,9 +99,17 @@ class SASRecModule(pl.LightningModule):
                     "negative_sampling popularity needs the items' training counts: build the "
                     "module with item_train_counts (recsys.training.train does)"
                 )
-            loss = sampled_softmax_loss(hidden, targets, embedding, self.num_negatives, probs)
+            loss = sampled_softmax_loss(
+                hidden,
+                targets,
+                embedding,
+                self.num_negatives,
+                probs,
+                row_users=row_users,
+                user_items=user_items,
+            )
         else:
-            loss = full_softmax_loss(hidden, targets, embedding)
+            loss = full_softmax_loss(hidden, targets, embedding, row_users, user_items)
         self._record_train_loss(loss.detach(), len(targets))
         if config.loss_weighting == "target":
             # Length-bucketed batches differ ~16x in their number of targets; scaling the batch

@@ -13,7 +13,7 @@ from recsys.models import (
     sample_negatives,
     sampled_softmax_loss,
 )
-from recsys.models.losses import SharedCandidateSoftmax, clashes
+from recsys.models.losses import SharedCandidateSoftmax, matching_cells, owned_cells
 
 
 def test_sampled_negatives_never_equal_their_positive() -> None:
@@ -101,15 +101,16 @@ def test_the_fused_sampled_softmax_equals_the_reference_formula(corrected: bool)
     hidden = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
     table = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
     targets = torch.tensor([1, 2, 3, 4, 5, 6, 3])
-    negatives = torch.tensor([3, 8, 9, 11, 3, 2])  # 3 and 2 clash with some rows' positives
+    negatives = torch.tensor([2, 3, 3, 8, 9, 11])  # 3 (twice) and 2 are some rows' positives
     correction = torch.rand(6, dtype=torch.float64) if corrected else None
     clash = negatives.unsqueeze(0) == targets.unsqueeze(1)
-    rows, row_clash = clashes(negatives, targets, num_items=11)
-    assert rows.tolist() == [1, 2, 6] and torch.equal(row_clash, clash[rows])
+    rows, columns = matching_cells(negatives, targets)
+    cells = sorted(zip(rows.tolist(), columns.tolist(), strict=True))
+    assert cells == [tuple(cell) for cell in clash.nonzero().tolist()]
 
     positive = (hidden * table[targets]).sum(-1)
     fused = SharedCandidateSoftmax.apply(
-        hidden, positive, table[negatives], correction, rows, row_clash
+        hidden, positive, table[negatives], correction, rows, columns
     )
     weights = torch.rand(7, dtype=torch.float64)  # a weighted mean exercises per-row gradients
     (fused * weights).sum().backward()
@@ -128,3 +129,62 @@ def test_the_fused_sampled_softmax_equals_the_reference_formula(corrected: bool)
     assert torch.allclose(fused, reference)
     assert torch.allclose(fused_grads[0], hidden.grad)  # type: ignore[arg-type]
     assert torch.allclose(fused_grads[1], table.grad)  # type: ignore[arg-type]
+
+
+def test_owned_cells_are_each_rows_own_items_among_the_negatives() -> None:
+    """Brute force: row r (of user u) and negative k pair up iff negatives[k] is one of u's
+    items; repeats of an item in a history, and of a negative, are all covered."""
+    torch.manual_seed(1)
+    user_items = torch.tensor([[0, 0, 4, 7, 4], [1, 2, 3, 5, 6], [0, 0, 0, 0, 9]])
+    row_users = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])  # grouped by user, as training lays out
+    negatives = torch.tensor([1, 4, 4, 8, 9, 10])
+    rows, columns = owned_cells(negatives, row_users, user_items)
+    expected = [
+        (row, k)
+        for row, user in enumerate(row_users.tolist())
+        for k, item in enumerate(negatives.tolist())
+        if item in set(user_items[user].tolist()) - {0}
+    ]
+    assert sorted(zip(rows.tolist(), columns.tolist(), strict=True)) == expected
+
+
+def test_a_users_own_items_are_masked_out_of_its_negatives() -> None:
+    """With the history mask the loss equals the softmax over the other negatives only."""
+    torch.manual_seed(2)
+    table = torch.randn(7, 3)
+    hidden = torch.randn(2, 3)
+    targets = torch.tensor([5, 6])
+    user_items = torch.tensor([[1, 2, 5], [3, 3, 6]])
+    generator = torch.Generator().manual_seed(3)
+    loss = sampled_softmax_loss(
+        hidden,
+        targets,
+        table,
+        num_negatives=40,  # draws every item 1..6 with near certainty
+        generator=generator,
+        row_users=torch.tensor([0, 1]),
+        user_items=user_items,
+    )
+    generator = torch.Generator().manual_seed(3)
+    drawn = torch.randint(1, 7, (40,), generator=generator).sort().values
+    expected = []
+    for row in range(2):
+        owned = set(user_items[row].tolist()) | {int(targets[row])}
+        kept = torch.tensor([item for item in drawn.tolist() if item not in owned])
+        logits = torch.cat(
+            [hidden[row] @ table[targets[row]].unsqueeze(1), hidden[row] @ table[kept].t()]
+        )
+        expected.append(-torch.log_softmax(logits, 0)[0])
+    assert torch.isclose(loss, torch.stack(expected).mean(), atol=1e-6)
+
+
+def test_full_softmax_leaves_a_users_other_items_out_but_keeps_the_positive() -> None:
+    torch.manual_seed(4)
+    table, hidden = torch.randn(6, 3), torch.randn(2, 3)
+    targets = torch.tensor([2, 4])
+    user_items = torch.tensor([[1, 2, 0], [3, 4, 5]])
+    loss = full_softmax_loss(hidden, targets, table, torch.tensor([0, 1]), user_items)
+    logits = hidden @ table[1:].t()
+    logits[0, 0] = float("-inf")  # user 0's item 1 (item 2 is its positive)
+    logits[1, [2, 4]] = float("-inf")  # user 1's items 3 and 5 (4 is its positive)
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, targets - 1))
