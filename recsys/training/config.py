@@ -106,7 +106,9 @@ class TrainConfig(Config):
     devices: int | Literal["auto"] = Field("auto", description="Number of devices, or auto.")
     strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ...")
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = Field(
-        "auto", description="auto: bf16-mixed on a GPU that supports it, else 32-true."
+        "auto",
+        description="auto: bf16-mixed where the hardware computes in bf16 (a GPU that supports "
+        "it, a CPU with avx512_bf16/amx_bf16), else 32-true.",
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
     seed: int = Field(0, ge=0, description="Seed for weights, sampling and batch order.")

@@ -149,6 +149,12 @@ class SASRecModule(pl.LightningModule):
     def validation_step(
         self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int
     ) -> None:
+        # Scored in float32 even under bf16-mixed training: the checkpoint kept is the one
+        # whose validation metric the evaluation (float32) reproduces.
+        with torch.autocast(self.device.type, enabled=False):
+            self._validate(batch)
+
+    def _validate(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
         if self.train_config.val_protocol == "sampled":
             inputs, _, candidates = batch  # [B, L], [B], [B, C]: target first
             last = self.model(inputs)[:, -1]  # [B, H]

@@ -18,14 +18,22 @@ default in ``TrainConfig``):
   dearer), sampled softmax with uniform negatives above it (cost per target, not per item: it
   scales to any catalogue).
 - ``max_minutes``: 15 (the learning rate decays to zero by then; ``recsys.training.schedule``).
+- ``precision``: bf16 mixed precision where the hardware computes in bf16 (a GPU that supports
+  it; a CPU with AVX512-BF16 or AMX instructions, where its matrix products run several times
+  faster than float32 and validation quality measured the same, ``bench/recipe_levers.py``),
+  float32 elsewhere. Weights, optimiser state and the exported model stay float32.
 - ``check_val_every_n_epoch``: decided after the first epoch by ``AdaptiveValidation``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Final
+
+import torch
 
 from recsys.data import PreparedDataset
 from recsys.training.config import TrainConfig
@@ -50,6 +58,27 @@ class Choice:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes in bf16 in hardware (Linux: its flags list ``avx512_bf16`` or
+    ``amx_bf16``); elsewhere, or where that cannot be read, False (emulated bf16 is slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def auto_precision(on_gpu: bool) -> tuple[str, str]:
+    """(precision, the rule) for ``precision: auto``."""
+    if on_gpu:
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "a GPU with bf16"
+        return "32-true", "a GPU without bf16"
+    if native_bf16_cpu():
+        return "bf16-mixed", "a CPU with bf16 instructions (avx512_bf16 or amx_bf16)"
+    return "32-true", "a CPU without bf16 instructions"
 
 
 def resolve_recipe(
@@ -117,6 +146,10 @@ def resolve_recipe(
     if config.max_minutes == "auto":
         updates["max_minutes"] = DEFAULT_MINUTES
         choices.append(Choice("max_minutes", DEFAULT_MINUTES, "the default time budget"))
+    if config.precision == "auto":
+        precision, rule = auto_precision(on_gpu)
+        updates["precision"] = precision
+        choices.append(Choice("precision", precision, rule))
     values = config.model_dump(mode="json")
     values["model"] = {**values["model"], **model}
     return TrainConfig.build({**values, **updates}, origin="the resolved recipe"), choices

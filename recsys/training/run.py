@@ -40,7 +40,7 @@ from recsys.training.config import TrainConfig
 from recsys.training.curves import best_epoch, epoch_metrics, plot_curves
 from recsys.training.datamodule import SequenceDataModule
 from recsys.training.module import VALIDATION_METRIC, SASRecModule
-from recsys.training.recipe import resolve_recipe
+from recsys.training.recipe import auto_precision, resolve_recipe
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,12 @@ BEST_CHECKPOINT = "best.ckpt"
 
 
 def resolve_precision(config: TrainConfig) -> str:
-    """``auto``: bf16 mixed precision on a GPU that has it, full precision elsewhere."""
+    """The Lightning precision: the config's, or for ``auto`` the recipe's rule
+    (``recsys.training.recipe.auto_precision``)."""
     if config.precision != "auto":
         return config.precision
     wants_gpu = config.accelerator in ("auto", "gpu", "cuda")
-    if wants_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+    return auto_precision(wants_gpu and torch.cuda.is_available())[0]
 
 
 def is_worker_process() -> bool:

@@ -12,7 +12,7 @@ import pytest
 from recsys.data import CleaningConfig, PrepareConfig, prepare_dataset, write_prepared
 from recsys.data.synthetic import SynthConfig, generate_log
 from recsys.errors import ConfigError
-from recsys.training import TrainConfig, resolve_recipe, train
+from recsys.training import TrainConfig, recipe, resolve_recipe, train
 from recsys.training.recipe import CPU_NEGATIVES, GPU_NEGATIVES
 
 
@@ -35,6 +35,7 @@ def test_sparse_short_histories_get_the_sparse_rules() -> None:
         "num_negatives",
         "loss",
         "max_minutes",
+        "precision",
     }
     assert all(c.rule for c in choices)
 
@@ -56,7 +57,9 @@ def test_a_catalogue_larger_than_the_negatives_is_sampled() -> None:
 
 def test_keys_the_user_set_are_kept() -> None:
     dataset = _dataset(events_per_user=8)
-    given = TrainConfig.build({"max_len": 30, "dropout": 0.1, "loss": "bce", "max_minutes": None})
+    given = TrainConfig.build(
+        {"max_len": 30, "dropout": 0.1, "loss": "bce", "max_minutes": None, "precision": "32-true"}
+    )
     config, choices = resolve_recipe(given, dataset, on_gpu=False)  # type: ignore[arg-type]
     assert (config.model.max_len, config.model.dropout, config.loss) == (30, 0.1, "bce")
     assert config.max_minutes is None
@@ -85,3 +88,22 @@ def test_the_run_records_every_derived_value(tmp_path: Path) -> None:
     assert on_disk["recipe"] == summary["recipe"]
     resolved = TrainConfig.from_yaml(tmp_path / "run" / "config.yaml")
     assert resolved.model.max_len == recorded["max_len"]["value"]  # --resume reuses them
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [("fpu avx512f avx512_bf16", True), ("fpu avx2", False)]
+)
+def test_bf16_precision_only_where_the_cpu_computes_in_bf16(
+    flags: str, expected: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor : 0\nflags : {flags}\n")
+    original = recipe.Path
+
+    def fake_path(name: str) -> Path:
+        return cpuinfo if name == "/proc/cpuinfo" else original(name)
+
+    monkeypatch.setattr(recipe, "Path", fake_path)
+    config, choices = resolve_recipe(TrainConfig(), _dataset(8), on_gpu=False)  # type: ignore[arg-type]
+    assert (config.precision == "bf16-mixed") is expected
+    assert "bf16 instructions" in next(c.rule for c in choices if c.key == "precision")
