@@ -154,7 +154,6 @@ def train(
         precision=resolve_precision(config),  # type: ignore[arg-type]
         max_epochs=config.max_epochs,
         max_time=_max_time(config),
-        gradient_clip_val=config.gradient_clip,
         # A run shorter than the validation period still validates (and keeps) its last epoch.
         check_val_every_n_epoch=min(first_period, config.max_epochs),
         # The timer goes first: time spent saving checkpoints is not training time.
