@@ -49,6 +49,14 @@ class TrainConfig(Config):
         "negatives for its targets, as inference never recommends them (exclude_seen).",
     )
 
+    target_fraction: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Share of the target positions scored in each step (a fresh random draw "
+        "each time): below 1 a step affords more negatives per target at the same cost.",
+    )
+
     loss_weighting: Literal["target", "batch"] = Field(
         "target",
         description="target: every target position weighs the same wherever it lands (a "

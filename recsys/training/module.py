@@ -83,6 +83,11 @@ class SASRecModule(pl.LightningModule):
         hidden = self.model(inputs)  # [B, L, H]
         has_target = targets != 0  # [B, L]
         config = self.train_config
+        if config.target_fraction < 1.0:  # score a random share of the targets this step
+            draw = torch.rand(has_target.shape, device=has_target.device)
+            sampled = has_target & (draw < config.target_fraction)
+            if bool(sampled.any()):  # a tiny batch may draw none: it keeps them all
+                has_target = sampled
         row_users = user_items = None
         if config.exclude_seen_negatives:
             row_users = has_target.nonzero()[:, 0]  # [T], grouped by user in order
@@ -114,7 +119,8 @@ class SASRecModule(pl.LightningModule):
         if config.loss_weighting == "target":
             # Length-bucketed batches differ ~16x in their number of targets; scaling the batch
             # mean by it gives every target the same weight, as randomly drawn batches would.
-            return loss * (len(targets) / self.mean_targets_per_batch)
+            expected = self.mean_targets_per_batch * config.target_fraction
+            return loss * (len(targets) / expected)
         return loss
 
     def on_train_epoch_start(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -231,3 +232,35 @@ def test_mixed_precision_trains_with_gradient_clipping(
     summary = train(synthetic_data, tmp_path / "run", config, progress=False)
     assert summary["precision"] == "bf16-mixed"
     assert 0.0 < summary["best_validation"]["val/ndcg@10"] <= 1.0
+
+
+def test_a_target_fraction_scores_that_share_of_the_targets(
+    synthetic_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recsys.data import load_prepared
+
+    data = SequenceDataModule(load_prepared(synthetic_data), 20, 64, 64, seed=0)
+    config = TrainConfig.build({**FAST, "loss": "sampled_softmax", "num_negatives": 8})
+    scored: list[int] = []
+
+    def counting(hidden: torch.Tensor, targets: torch.Tensor, *_: object, **__: object) -> Any:
+        scored.append(len(targets))
+        return hidden.sum() * 0.0 + 1.0  # a loss of 1 per target, whatever is scored
+
+    monkeypatch.setattr("recsys.training.module.sampled_softmax_loss", counting)
+    batch = training_batch(data.train_sequences, list(range(64)), 20)
+    all_targets = int((batch[1] != 0).sum())
+    for fraction in (1.0, 0.5):
+        settings = config.model_copy(update={"target_fraction": fraction})
+        module = SASRecModule(
+            config.model_config_for(data.num_items).to_dict(),
+            settings.model_dump(mode="json"),
+            mean_targets_per_batch=data.mean_targets_per_batch,
+        )
+        torch.manual_seed(0)
+        weighted = module.training_step(batch, 0)
+        # the mean over the targets scored, weighted as if every target had been
+        expected = scored[-1] / (data.mean_targets_per_batch * fraction)
+        assert float(weighted) == pytest.approx(expected)
+    assert scored[0] == all_targets
+    assert 0.35 * all_targets < scored[1] < 0.65 * all_targets
