@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -264,3 +265,37 @@ def test_a_target_fraction_scores_that_share_of_the_targets(
         assert float(weighted) == pytest.approx(expected)
     assert scored[0] == all_targets
     assert 0.35 * all_targets < scored[1] < 0.65 * all_targets
+
+
+@pytest.mark.parametrize("loss", ["sampled_softmax", "ce", "bce"])
+def test_padding_never_counts_in_the_loss(synthetic_data: Path, loss: str) -> None:
+    """The same users padded wider give the same loss and gradients: padding positions carry no
+    target and their states are never scored."""
+    from recsys.data import load_prepared
+
+    data = SequenceDataModule(load_prepared(synthetic_data), 20, 64, 64, seed=0)
+    config = TrainConfig.build(
+        {**FAST, "dropout": 0.0, "loss": loss, "num_negatives": 16, "precision": "32-true"}
+    )
+    module = SASRecModule(
+        config.model_config_for(data.num_items).to_dict(),
+        config.model_dump(mode="json"),
+        mean_targets_per_batch=data.mean_targets_per_batch,
+    )
+    short = [int(i) for i in np.flatnonzero(data.train_sequences.lengths <= 10)[:3]]
+    inputs, targets = training_batch(data.train_sequences, short, 20)  # at most 9 wide
+    padded = (
+        torch.nn.functional.pad(inputs, (5, 0)),
+        torch.nn.functional.pad(targets, (5, 0)),
+    )
+    results = []
+    for batch in ((inputs, targets), padded):
+        module.zero_grad()
+        torch.manual_seed(0)
+        value = module.training_step(batch, 0)
+        value.backward()
+        gradient = module.model.item_embedding.weight.grad
+        assert gradient is not None
+        results.append((float(value), gradient.clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
