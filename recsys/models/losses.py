@@ -9,6 +9,7 @@ K shared negatives.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -66,16 +67,21 @@ def sampled_softmax_loss(
     generator: torch.Generator | None = None,
     row_users: torch.Tensor | None = None,
     user_items: torch.Tensor | None = None,
+    expected_count_correction: bool = False,
 ) -> torch.Tensor:
     """Softmax over the positive and K negatives shared by the whole batch.
 
-    With ``sampling_probs`` ([V + 1], zero at padding) negatives are drawn from it and every
-    logit gets the log-Q correction (minus the log of its sampling probability), which removes
-    the popularity bias of the sampler; without, negatives are uniform and need no correction.
-    A negative equal to a row's positive is masked out of that row. With ``row_users`` [T] (the
-    batch row each target comes from) and ``user_items`` [B, L] (each row's items, 0-padded), a
-    negative that is one of the row's own items is masked out too: inference excludes what the
-    user already has (``exclude_seen``), so training need not push those items down.
+    Negatives are uniform, or drawn from ``sampling_probs`` ([V + 1], zero at padding). With
+    ``expected_count_correction`` each negative's logit is lowered by the log of its expected count
+    in the sample, log(K * q): the K negatives then stand for the whole catalogue and the loss
+    estimates the full softmax's (Bengio & Senecal 2008; Jean et al. 2015), where without it a
+    positive ranked above K random items already looks nearly won. Without it, popularity sampling
+    subtracts log q from the positive's and every negative's logit (removing the sampler's
+    popularity bias), and uniform sampling corrects nothing. A negative equal to a row's positive is
+    masked out of that row. With ``row_users`` [T] (the batch row each target comes from) and
+    ``user_items`` [B, L] (each row's items, 0-padded), a negative that is one of the row's own
+    items is masked out too: inference excludes what the user already has (``exclude_seen``), so
+    training need not push those items down.
     """
     num_items = item_embedding.size(0) - 1
     if sampling_probs is None:
@@ -87,7 +93,15 @@ def sampled_softmax_loss(
     negatives = negatives.to(targets.device).sort().values  # [K], sorted: cells are searched
     positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
     correction: torch.Tensor | None = None
-    if sampling_probs is not None:
+    if expected_count_correction:
+        if sampling_probs is None:  # q = 1 / V for every item
+            correction = torch.full_like(
+                negatives, math.log(num_negatives / num_items), dtype=hidden.dtype
+            )
+        else:
+            log_q = sampling_probs.to(hidden.device).clamp_min(1e-12).log()
+            correction = log_q[negatives] + math.log(num_negatives)  # [K]
+    elif sampling_probs is not None:
         log_q = sampling_probs.to(hidden.device).clamp_min(1e-12).log()
         positive_logits = positive_logits - log_q[targets]
         correction = log_q[negatives]  # [K]

@@ -43,6 +43,12 @@ class TrainConfig(Config):
         description="sampled_softmax: uniform, or by training popularity with log-Q correction.",
     )
 
+    logq_correction: bool = Field(
+        False,
+        description="sampled_softmax: lower each negative's logit by log(K * q), its expected "
+        "count in the sample, so the loss estimates the full softmax (Bengio & Senecal 2008); "
+        "off: uniform negatives uncorrected, popularity ones corrected by log q alone.",
+    )
     exclude_seen_negatives: bool = Field(
         False,
         description="ce, sampled_softmax: a user's own items (in its training window) are not "

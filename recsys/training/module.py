@@ -112,6 +112,7 @@ class SASRecModule(pl.LightningModule):
                 probs,
                 row_users=row_users,
                 user_items=user_items,
+                expected_count_correction=config.logq_correction,
             )
         else:
             loss = full_softmax_loss(hidden, targets, embedding, row_users, user_items)

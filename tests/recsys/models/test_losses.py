@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -188,3 +190,50 @@ def test_full_softmax_leaves_a_users_other_items_out_but_keeps_the_positive() ->
     logits[0, 0] = float("-inf")  # user 0's item 1 (item 2 is its positive)
     logits[1, [2, 4]] = float("-inf")  # user 1's items 3 and 5 (4 is its positive)
     assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, targets - 1))
+
+
+def test_the_expected_count_correction_lowers_each_negative_by_log_k_q() -> None:
+    """Uniform negatives: each negative logit lowered by log(K / V), the positive untouched."""
+    torch.manual_seed(5)
+    table, hidden, targets = torch.randn(21, 4), torch.randn(3, 4), torch.tensor([1, 2, 3])
+    loss = sampled_softmax_loss(
+        hidden,
+        targets,
+        table,
+        num_negatives=8,
+        generator=torch.Generator().manual_seed(6),
+        expected_count_correction=True,
+    )
+    drawn = torch.randint(1, 21, (8,), generator=torch.Generator().manual_seed(6)).sort().values
+    negative = hidden @ table[drawn].t() - math.log(8 / 20)
+    negative = negative.masked_fill(drawn.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+    logits = torch.cat([(hidden * table[targets]).sum(-1, keepdim=True), negative], dim=1)
+    expected = torch.nn.functional.cross_entropy(logits, torch.zeros(3, dtype=torch.long))
+    assert torch.isclose(loss, expected, atol=1e-6)
+
+
+def test_with_the_correction_many_negatives_approach_the_full_softmax() -> None:
+    """The corrected sampled loss, averaged over draws, is close to the full cross-entropy; the
+    uncorrected one is far below it (it sees K items where the softmax has V)."""
+    torch.manual_seed(7)
+    table, hidden = torch.randn(401, 8) * 0.5, torch.randn(16, 8) * 0.5
+    targets = torch.randint(1, 401, (16,))
+    full = full_softmax_loss(hidden, targets, table).item()
+    generator = torch.Generator().manual_seed(8)
+
+    def mean_loss(corrected: bool) -> float:
+        draws = [
+            sampled_softmax_loss(
+                hidden,
+                targets,
+                table,
+                100,
+                generator=generator,
+                expected_count_correction=corrected,
+            ).item()
+            for _ in range(50)
+        ]
+        return sum(draws) / len(draws)
+
+    assert abs(mean_loss(True) - full) < 0.05 * full
+    assert mean_loss(False) < full - 0.5  # log(400 / 100) below, roughly
