@@ -91,7 +91,11 @@ def sampled_softmax_loss(
             sampling_probs.cpu(), num_negatives, replacement=True, generator=generator
         )
     negatives = negatives.to(targets.device).sort().values  # [K], sorted: cells are searched
-    positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
+    # One gather for positives and negatives: each gather's backward fills a dense [V + 1, H]
+    # gradient, a cost that grows with the catalogue.
+    gathered = item_embedding[torch.cat([targets, negatives])]  # [T + K, H]
+    positives, candidates = gathered[: len(targets)], gathered[len(targets) :]
+    positive_logits = (hidden * positives).sum(-1)  # [T]
     correction: torch.Tensor | None = None
     if expected_count_correction:
         if sampling_probs is None:  # q = 1 / V for every item
@@ -110,7 +114,7 @@ def sampled_softmax_loss(
         owned_rows, owned_columns = owned_cells(negatives, row_users, user_items)
         rows, columns = torch.cat([rows, owned_rows]), torch.cat([columns, owned_columns])
     losses: torch.Tensor = SharedCandidateSoftmax.apply(  # type: ignore[no-untyped-call]
-        hidden, positive_logits, item_embedding[negatives], correction, rows, columns
+        hidden, positive_logits, candidates, correction, rows, columns
     )
     return losses.mean()
 
@@ -192,10 +196,16 @@ class SharedCandidateSoftmax(torch.autograd.Function):
             logits.index_put_((masked_rows, masked_columns), logits.new_tensor(float("-inf")))
         accumulate = torch.promote_types(positive.dtype, torch.float32)  # float32 at least
         positive = positive.to(accumulate)
-        top = torch.maximum(logits.amax(dim=1).to(accumulate), positive)  # [T], a stable exp
-        probs = logits.sub_(top.unsqueeze(1)).exp_()  # [T, K], unnormalised, in place
+        # The shift for a stable exp, held in the buffer's type so that the [T, K] pass runs in
+        # it (a float32 operand would make bf16 arithmetic take the slow promoting path); the
+        # same rounded shift goes into the positive's term and the loss, so nothing is lost.
+        shift = torch.maximum(logits.amax(dim=1).to(accumulate), positive).to(logits.dtype)
+        top = shift.to(accumulate)  # [T]
+        probs = logits.sub_(shift.unsqueeze(1)).exp_()  # [T, K], unnormalised, in place
         positive_exp = (positive - top).exp()  # [T]
-        total = probs.sum(dim=1, dtype=accumulate) + positive_exp  # [T]
+        # Summed in the buffer's type (accumulated in float32 inside the kernel either way;
+        # asking for a float32 result would first copy the whole [T, K] buffer to float32).
+        total = probs.sum(dim=1).to(accumulate) + positive_exp  # [T]
         ctx.save_for_backward(hidden, candidates, probs, total, positive_exp)
         return total.log() + top - positive
 
