@@ -45,7 +45,9 @@ def demo(
     users: Annotated[int, typer.Option(help="Synthetic users.")] = 2_000,
     items: Annotated[int, typer.Option(help="Synthetic items.")] = 500,
     events: Annotated[int, typer.Option(help="Synthetic events.")] = 40_000,
-    max_epochs: Annotated[int, typer.Option(help="Training epochs (upper bound).")] = 15,
+    max_epochs: Annotated[
+        int | None, typer.Option(help="Training epochs (upper bound; default: demo.yaml's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Synthesize a log, prepare it, train SASRec, evaluate it, export it, serve it (gRPC +
@@ -61,7 +63,10 @@ def demo(
     data_dir = workdir / "data"
     run_prepare(log_path, data_dir, PrepareConfig(cleaning=five_core), overwrite=True)
     console.rule(f"3/6 train SASRec ({DEMO_CONFIG.name})")
-    config = TrainConfig.from_yaml(DEMO_CONFIG, {"max_epochs": max_epochs, "seed": seed})
+    overrides: dict[str, int] = {"seed": seed}
+    if max_epochs is not None:
+        overrides["max_epochs"] = max_epochs
+    config = TrainConfig.from_yaml(DEMO_CONFIG, overrides)
     summary = train(data_dir, workdir / "run", config, overwrite=True)
     best = summary["best_validation"]
     console.print(
