@@ -49,10 +49,10 @@ def test_long_histories_get_a_longer_window_and_less_dropout() -> None:
 
 
 def test_a_catalogue_larger_than_the_negatives_is_sampled() -> None:
-    dataset = _dataset(events_per_user=8, users=600, items=3000)
+    dataset = _dataset(events_per_user=8, users=1000, items=5000)
     config, choices = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
     assert config.loss == "sampled_softmax"
-    assert "3,000 items > 2,048 negatives" in next(c.rule for c in choices if c.key == "loss")
+    assert "5,000 items > 4,096 negatives" in next(c.rule for c in choices if c.key == "loss")
 
 
 def test_keys_the_user_set_are_kept() -> None:
