@@ -52,7 +52,8 @@ class Source:
     name: str
     title: str
     file: Path | None = None
-    synth_args: tuple[str, ...] = ()
+    synth: dict[str, int] | None = None
+    """``recsys synth`` settings (users, items, events, seed) for a synthetic source."""
     targets: dict[str, tuple[float, float]] = field(default_factory=dict)
     """protocol -> (HR@10, NDCG@10) the test split must reach."""
     anchors: tuple[Anchor, ...] = ()
@@ -90,7 +91,7 @@ SOURCES: Final = {
         Source(
             "synthetic",
             "Synthetic log (`recsys synth`, 20k users, 3k items, 300k events)",
-            synth_args=("--users", "20000", "--items", "3000", "--events", "300000"),
+            synth={"users": 20_000, "items": 3_000, "events": 300_000, "seed": 0},
         ),
     )
 }
@@ -115,7 +116,8 @@ def _prepare(source: Source, workdir: Path) -> Path:
     log_path = source.file
     if log_path is None:
         log_path = workdir / source.name / "log.parquet"
-        _recsys("synth", "--out", str(log_path), "--seed", "0", "--overwrite", *source.synth_args)
+        flags = [f"--{key}={value}" for key, value in (source.synth or {}).items()]
+        _recsys("synth", "--out", str(log_path), "--overwrite", *flags)
     _log(f"preparing {log_path}")
     _recsys("prepare", "--input", str(log_path), "--out", str(data), "--overwrite")
     return data
@@ -146,11 +148,57 @@ def _evaluate(source: Source, data: Path, checkpoint: Path) -> dict[str, Any]:
         task = evaluation_task(dataset, "test", protocol, (10, 20), 100, "uniform", 0)
         results = [run_evaluation(task, scorer) for scorer in scorers]
         payloads[protocol] = report_payload(build_report(results, 1000, 0.95, 0))
-    return {
+    evaluation = {
         "num_users": dataset.num_users,
         "num_items": dataset.num_items,
         "num_interactions": dataset.stats["num_interactions"],
         "protocols": payloads,
+    }
+    if source.synth is not None:
+        evaluation["truth"] = _truth_metrics(source, dataset)
+    return evaluation
+
+
+def _truth_metrics(source: Source, dataset: Any) -> dict[str, float]:
+    """Full-ranking HR@10 / NDCG@10 of the generator's own next-item distribution on the test
+    split: the ceiling on a synthetic log (no model can rank better in expectation)."""
+    import numpy as np
+    import torch
+
+    from recsys.data import evaluation_batch, held_out_targets
+    from recsys.data.synthetic import NextItemTruth, SynthConfig
+    from recsys.evaluation import full_ranking, hit_rate_at_k, ndcg_at_k
+
+    settings = source.synth or {}
+    truth = NextItemTruth.of(
+        SynthConfig(
+            n_users=settings["users"],
+            n_items=settings["items"],
+            n_events=settings["events"],
+            seed=settings["seed"],
+        )
+    )
+    held_out = held_out_targets(dataset, "test")
+    user_ids = dataset.users.table.sort(dataset.users.index_col).get_column(dataset.users.id_col)
+    item_ids = dataset.items.table.sort(dataset.items.index_col).get_column(dataset.items.id_col)
+    user_id_of = np.concatenate([[0], user_ids.cast(int).to_numpy()])  # by user_idx
+    item_id_of = np.concatenate([[0], item_ids.cast(int).to_numpy()])  # by item_idx
+    ranks = []
+    for start in range(0, len(held_out.targets), 1000):
+        rows = list(range(start, min(start + 1000, len(held_out.targets))))
+        _, targets, seen = evaluation_batch(held_out, rows, 1)
+        newest = np.array([held_out.histories.row(r)[-1] for r in rows])
+        probabilities = truth.probabilities(
+            user_id_of[held_out.user_indices[rows]], item_id_of[newest]
+        )
+        scores = torch.from_numpy(probabilities[:, item_id_of]).float()  # by item_idx
+        scores[:, 0] = float("-inf")
+        batch_ranks, _ = full_ranking(scores, seen, targets, 10)
+        ranks.append(batch_ranks)
+    all_ranks = torch.cat(ranks)
+    return {
+        "hr@10": float(hit_rate_at_k(all_ranks, 10).mean()),
+        "ndcg@10": float(ndcg_at_k(all_ranks, 10).mean()),
     }
 
 
@@ -285,6 +333,12 @@ def _dataset_section(name: str, entry: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {anchor['protocol']} | {anchor['name']} (published) | {anchor['hr10']:.4f} | "
             f"{anchor['ndcg10']:.4f} | | |"
+        )
+    truth = evaluation.get("truth")
+    if truth:
+        lines.append(
+            f"| full | the generator's own distribution (the ceiling) | {truth['hr@10']:.4f} | "
+            f"{truth['ndcg@10']:.4f} | | |"
         )
     full = evaluation["protocols"]["full"]
     versus = next(c for c in full["comparisons"] if c["other"] == "markov")["differences"]

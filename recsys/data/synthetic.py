@@ -47,7 +47,7 @@ import polars as pl
 from recsys.data.columns import ITEM_ID, TIMESTAMP, USER_ID
 from recsys.errors import ConfigError
 
-__all__ = ["START_2024", "SynthConfig", "generate_log", "write_log"]
+__all__ = ["START_2024", "NextItemTruth", "SynthConfig", "generate_log", "write_log"]
 
 START_2024: Final = 1_704_067_200
 """2024-01-01T00:00:00Z in epoch seconds: the default start of the users' first events."""
@@ -212,6 +212,10 @@ class _Catalog:
     """Item-side structure; item indices are 0-based (id = index + 1)."""
 
     n_genres: int
+    popularity: _FloatArray
+    """Popularity weight of each item: ``[n_items]``."""
+    genre: _Int32Array
+    """Genre of each item: ``[n_items]``."""
     popular: _GroupSampler
     """Draws by popularity."""
     successors: _Int32Array
@@ -240,7 +244,13 @@ def _build_catalog(config: SynthConfig, rng: np.random.Generator) -> _Catalog:
         position_of = np.empty(n_items, dtype=np.int64)
         position_of[popular.order] = np.arange(n_items)
         successors[own] = popular.order[(position_of[owner[own]] + 1) % n_items]
-    return _Catalog(n_genres=n_genres, popular=popular, successors=successors)
+    return _Catalog(
+        n_genres=n_genres,
+        popularity=np.asarray(popularity, dtype=np.float64),
+        genre=genre,
+        popular=popular,
+        successors=successors,
+    )
 
 
 def _sequence_lengths(config: SynthConfig, rng: np.random.Generator) -> _IntArray:
@@ -330,6 +340,67 @@ def generate_log(config: SynthConfig) -> pl.DataFrame:
         (pl.col(ITEM_ID).cast(pl.Int64) + 1).alias(ITEM_ID),
         pl.col(TIMESTAMP),
     )
+
+
+@dataclass(frozen=True)
+class NextItemTruth:
+    """The generator's own next-item distribution for a log drawn with ``config``: given a user
+    and its newest item, the exact probability of every item coming next.
+
+    This is the Bayes-optimal scorer of a synthetic log, the ceiling no model can pass on it:
+    benchmarks rank with it to show how much of the log's structure a model and a baseline
+    capture (a first-order Markov chain already captures the successor steps; only the user's
+    favourite genre, in the background draws, is beyond it).
+    """
+
+    config: SynthConfig
+    catalog: _Catalog
+    favourite: _Int32Array
+    """Favourite genre of each user (0-based index): ``[n_users]``."""
+
+    @classmethod
+    def of(cls, config: SynthConfig) -> "NextItemTruth":
+        """Rebuild the catalogue and the users' genres exactly as ``generate_log`` draws them."""
+        catalog_seed, user_seed, _, _ = np.random.SeedSequence(config.seed).spawn(4)
+        catalog = _build_catalog(config, np.random.default_rng(catalog_seed))
+        user_rng = np.random.default_rng(user_seed)
+        _sequence_lengths(config, user_rng)  # drawn first, as in generate_log
+        favourite = user_rng.integers(0, catalog.n_genres, config.n_users, dtype=np.int32)
+        return cls(config, catalog, favourite)
+
+    def probabilities(
+        self, user_ids: npt.NDArray[np.integer[Any]], newest_item_ids: npt.NDArray[np.integer[Any]]
+    ) -> _FloatArray:
+        """``[n]`` user ids and ids of their newest items (1-based; 0: no event yet) ->
+        ``[n, n_items + 1]`` probabilities indexed by item id (column 0, no item, is 0).
+
+        >>> truth = NextItemTruth.of(SynthConfig(n_users=5, n_items=30, n_events=50))
+        >>> p = truth.probabilities(np.array([1, 2]), np.array([7, 0]))
+        >>> p.shape, bool(np.allclose(p.sum(axis=1), 1.0)), float(p[:, 0].max())
+        ((2, 31), True, 0.0)
+        """
+        config, catalog = self.config, self.catalog
+        users = np.asarray(user_ids, dtype=np.int64) - 1
+        newest = np.asarray(newest_item_ids, dtype=np.int64)
+        n_items = config.n_items
+        popularity = catalog.popularity
+        in_genre = catalog.genre[None, :] == self.favourite[users][:, None]  # [n, n_items]
+        genre_mass = np.bincount(catalog.genre, weights=popularity, minlength=catalog.n_genres)
+        favourite_mass = genre_mass[self.favourite[users]][:, None]  # [n, 1]
+        background = config.p_genre * np.where(in_genre, popularity, 0.0) / favourite_mass
+        background += (1.0 - config.p_genre) * popularity / popularity.sum()  # [n, n_items]
+        has_newest = newest > 0
+        follow = np.where(has_newest, config.p_follow, 0.0)[:, None]
+        out = np.zeros((len(users), n_items + 1))
+        out[:, 1:] = (1.0 - follow) * background
+        k = config.n_successors
+        slot_weight = np.arange(1, k + 1, dtype=np.float64) ** -config.successor_exponent
+        slot_weight /= slot_weight.sum()
+        rows = np.flatnonzero(has_newest)
+        successor_ids = catalog.successors.reshape(n_items, k)[newest[rows] - 1] + 1  # [m, k]
+        for slot in range(k):  # a successor may hold several slots: their weights add up
+            np.add.at(out, (rows, successor_ids[:, slot]), config.p_follow * slot_weight[slot])
+        return out
 
 
 def write_log(frame: pl.DataFrame, path: Path) -> None:

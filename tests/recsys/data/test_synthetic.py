@@ -5,11 +5,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
 from recsys.data.columns import ITEM_ID, TIMESTAMP, USER_ID
-from recsys.data.synthetic import START_2024, SynthConfig, generate_log, write_log
+from recsys.data.synthetic import START_2024, NextItemTruth, SynthConfig, generate_log, write_log
 from recsys.errors import ConfigError
 
 SMALL = SynthConfig(n_users=60, n_items=40, n_events=900, seed=7)
@@ -254,3 +255,29 @@ def test_failed_write_leaves_target_and_no_temp_file(
         write_log(generate_log(SMALL), path)
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["log.parquet"]
+
+
+def test_the_truth_gives_every_drawn_next_item_a_positive_probability() -> None:
+    """Each event after a user's first was drawn from the truth's distribution given the user
+    and the event before it: it never has probability 0, and on average it is far likelier
+    than a uniformly drawn item."""
+    config = SynthConfig(n_users=300, n_items=200, n_events=6000, seed=4)
+    frame = generate_log(config).sort("user_id", "timestamp", maintain_order=True)
+    users = frame.get_column("user_id").to_numpy()
+    items = frame.get_column("item_id").to_numpy()
+    same_user = users[1:] == users[:-1]
+    truth = NextItemTruth.of(config)
+    probabilities = truth.probabilities(users[1:][same_user], items[:-1][same_user])
+    drawn = probabilities[np.arange(len(probabilities)), items[1:][same_user]]
+    assert drawn.min() > 0.0
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert drawn.mean() > 20 * (1.0 / config.n_items)
+
+
+def test_the_truth_follows_successors_only_after_an_event() -> None:
+    config = SynthConfig(n_users=10, n_items=50, n_events=100, p_follow=1.0, seed=1)
+    truth = NextItemTruth.of(config)
+    after = truth.probabilities(np.array([1]), np.array([5]))[0]
+    assert (after > 0).sum() <= config.n_successors  # only item 5's successors
+    first = truth.probabilities(np.array([1]), np.array([0]))[0]
+    assert (first[1:] > 0).sum() == config.n_items  # a first event: any item, by popularity
