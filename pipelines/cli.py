@@ -1,7 +1,7 @@
 """The ``recsys`` command: one entry point for every batch job, the server and its client.
 
-Errors the user can cause (``RecsysError``) print ``error: <message>`` to stderr and exit with
-status 2; they never show a traceback.
+Errors the user can cause (``RecsysError``, and ``OSError``: a read-only folder, a full disk)
+print ``error: <message>`` to stderr and exit with status 2; they never show a traceback.
 
 Each command's module is imported only when that command runs (or shows its own help): the
 training and evaluation commands pull in torch, Lightning and matplotlib (seconds of imports),
@@ -162,6 +162,10 @@ def main() -> None:
         app(prog_name="recsys")
     except RecsysError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as err:  # the environment refused: permissions, a full disk, a missing path
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 

@@ -3,19 +3,29 @@
 A ``ServiceError`` carries its status code and a message naming the problem; this is the one place
 that calls ``context.abort``. An unexpected exception is logged with its traceback and answered
 with INTERNAL (never UNKNOWN). Wrapped handlers are built once per method, not per call.
+
+A request whose bytes do not decode as the method's message (random bytes, invalid UTF-8 in a
+string field) would otherwise fail inside grpc's deserializer, which answers UNKNOWN and logs a
+traceback per call: any client could flood the log. The deserializer is wrapped so that such a
+request reaches the handler as ``Undecodable`` and is answered INVALID_ARGUMENT, with one log
+line per method at most every ``UNDECODABLE_LOG_INTERVAL_S`` (saying how many were refused).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 import grpc
 
 from serving.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+UNDECODABLE_LOG_INTERVAL_S: Final = 10.0
 
 if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
@@ -41,16 +51,70 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not method.startswith(self.prefix) or handler.unary_unary is None:
             return handler
         wrapped = grpc.unary_unary_rpc_method_handler(
-            _mapped(cast("Behaviour", handler.unary_unary), method),
-            request_deserializer=handler.request_deserializer,
+            _mapped(cast("Behaviour", handler.unary_unary), method, UndecodableLog(method)),
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
         self._wrapped[method] = wrapped
         return wrapped
 
 
-def _mapped(behaviour: Behaviour, method: str) -> Behaviour:
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes are not the method's message."""
+
+    reason: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserialize``, returning ``Undecodable`` where it raises (for the handler to refuse)."""
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as err:  # noqa: BLE001 - DecodeError and whatever else the codec raises
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            return Undecodable(first_line[:200])
+
+    return decode
+
+
+class UndecodableLog:
+    """One log line per interval for a method's undecodable requests, with their count: never a
+    traceback, and never a line per request."""
+
+    def __init__(self, method: str, interval_s: float = UNDECODABLE_LOG_INTERVAL_S) -> None:
+        self.method = method
+        self.interval_s = interval_s
+        self.refused = 0
+        self._last = float("-inf")
+
+    def refuse(self, reason: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            log.warning(
+                "refused %d undecodable request(s) to %s (latest: %s)",
+                self.refused,
+                self.method,
+                reason,
+            )
+            self._last = now
+            self.refused = 0
+
+
+def _mapped(behaviour: Behaviour, method: str, undecodable: UndecodableLog) -> Behaviour:
+    message = method.rsplit("/", 1)[-1]
+
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, Undecodable):
+            undecodable.refuse(request.reason)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request: the bytes are not a valid {message} request ({request.reason})",
+            )
         try:
             return await behaviour(request, context)
         except ServiceError as err:

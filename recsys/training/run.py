@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import pickle
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from recsys.data import PreparedDataset, load_prepared
-from recsys.errors import ConfigError, OutputExistsError
+from recsys.errors import ConfigError, DataError, OutputExistsError
 from recsys.io import atomic_write_text, write_json
 from recsys.training.callbacks import (
     AdaptiveValidation,
@@ -74,6 +75,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
     if resume:
         if not last.is_file():
             raise ConfigError(f"--resume: no checkpoint to resume from at {last}")
+        _check_readable(last)
         return last
     if is_worker_process():
         return None
@@ -85,6 +87,22 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
             )
         shutil.rmtree(run_dir)
     return None
+
+
+def _check_readable(checkpoint: Path) -> None:
+    """Refuse a truncated or corrupt checkpoint before training starts (Lightning would fail
+    deep inside ``fit`` with a traceback)."""
+    try:
+        # Our own file, written by Lightning: it holds more than tensors (hyper-parameters).
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(
+            f"--resume: {checkpoint} is not a readable checkpoint ({first_line}); pass "
+            "--overwrite to start the run over"
+        ) from err
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise DataError(f"--resume: {checkpoint} is not a training checkpoint of recsys train")
 
 
 def train(
@@ -145,7 +163,14 @@ def train(
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-    stopper = EarlyStopping(monitor=VALIDATION_METRIC, mode="max", patience=config.patience)
+    # Checked after each validation, so that patience counts validations whatever the period
+    # (Lightning would otherwise check after every training epoch whenever it starts at one).
+    stopper = EarlyStopping(
+        monitor=VALIDATION_METRIC,
+        mode="max",
+        patience=config.patience,
+        check_on_train_epoch_end=False,
+    )
     trainer = pl.Trainer(
         default_root_dir=run_dir,
         accelerator=config.accelerator,

@@ -3,6 +3,7 @@ that starts with the offending field, and leaves nothing counted in flight."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -88,3 +89,28 @@ def test_other_bad_requests_are_invalid_argument(
         call(shared_server.stub)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
     assert str(caught.value.details()).startswith(f"{field}:"), caught.value.details()
+
+
+UNDECODABLE = [
+    b"\x0a\x02\xff\xfe\x18\x05",  # user_id with invalid UTF-8, then k = 5
+    b"\xff\xff\xff\xff",  # not a protobuf message at all
+    b"\x0a\x10short",  # a length that runs past the end
+]
+
+
+@pytest.mark.parametrize("method", ["Recommend", "RecommendBatch", "RecordInteractions"])
+def test_undecodable_requests_are_invalid_argument_logged_once_without_traceback(
+    shared_server: ServerHandle, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = shared_server.channel.unary_unary(f"/recsys.v1.Recommender/{method}")
+    with caplog.at_level(logging.INFO, logger="serving"):
+        for payload in UNDECODABLE * 2:
+            with pytest.raises(grpc.RpcError) as caught:
+                raw(payload, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert str(caught.value.details()).startswith("request: the bytes are not a valid")
+    records = [r for r in caplog.records if r.name.startswith("serving")]
+    assert len(records) == 1, [r.getMessage() for r in records]  # rate-limited: one line
+    assert records[0].exc_info is None and "undecodable" in records[0].getMessage()
+    answer = shared_server.stub.Recommend(pb.RecommendRequest(history=["sku-1"], k=2), timeout=5)
+    assert len(answer.items) == 2  # the server is unharmed

@@ -93,3 +93,16 @@ def test_bad_choice_is_rejected_by_the_parser(tmp_path: Path, run_recsys: RunRec
     result = run_recsys("prepare", "--input", "x", "--out", "y", "--format", "xml")
     assert result.returncode == 2
     assert "--format" in result.stderr
+
+
+def test_an_output_the_system_refuses_is_a_user_error(
+    synth_log: Path, tmp_path: Path, run_recsys: RunRecsys, assert_user_error: UserErrorCheck
+) -> None:
+    """Where the folder cannot be written (here: under a file; a read-only mount is the same
+    OSError), the user reads why, with no traceback, and nothing is left behind."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "data"
+    result = run_recsys("prepare", "--input", str(synth_log), "--out", str(out))
+    assert_user_error(result, "error: Not a directory")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]

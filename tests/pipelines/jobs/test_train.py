@@ -8,6 +8,7 @@ batches by rank, validation metrics are synced, and only rank 0 writes the run f
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +136,18 @@ def test_an_unknown_train_flag_is_refused(trained_run: TrainedRun, run_recsys: R
     data, run = str(trained_run.data), str(trained_run.run)
     result = run_recsys("train", "--data", data, "--out", run, "--hiden-size", "3")
     assert result.returncode == 2 and "--hiden-size" in result.stderr  # unknown flag
+
+
+def test_resuming_from_a_truncated_checkpoint_is_a_user_error(
+    trained_run: TrainedRun,
+    tmp_path: Path,
+    run_recsys: RunRecsys,
+    assert_user_error: UserErrorCheck,
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run, run)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    result = run_recsys("train", "--data", str(trained_run.data), "--out", str(run), "--resume")
+    assert_user_error(result, "is not a readable checkpoint")
+    assert "--overwrite" in result.stderr

@@ -299,3 +299,21 @@ def test_padding_never_counts_in_the_loss(synthetic_data: Path, loss: str) -> No
         results.append((float(value), gradient.clone()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
+
+
+def test_patience_counts_validations_not_epochs(synthetic_data: Path, tmp_path: Path) -> None:
+    """A run validated every 3 epochs whose metric stops improving stops after `patience` more
+    validations (here 1: at epoch 6), not after as many training epochs (it stopped at 4)."""
+    config = TrainConfig.build(
+        {
+            **FAST,
+            "loss": "bce",
+            "learning_rate": 1e-12,  # nothing is learnt: no validation improves on the first
+            "max_epochs": 12,
+            "check_val_every_n_epoch": 3,
+            "patience": 1,
+        }
+    )
+    summary = train(synthetic_data, tmp_path / "run", config, progress=False)
+    assert summary["stopped_early"]
+    assert summary["epochs_trained"] == 6
