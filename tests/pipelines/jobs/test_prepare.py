@@ -104,5 +104,5 @@ def test_an_output_the_system_refuses_is_a_user_error(
     blocker.write_text("not a folder")
     out = blocker / "data"
     result = run_recsys("prepare", "--input", str(synth_log), "--out", str(out))
-    assert_user_error(result, "error: Not a directory")
+    assert_user_error(result, f"error: File exists: {blocker}")  # the path that blocks it
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
