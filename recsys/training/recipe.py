@@ -9,21 +9,22 @@ default in ``TrainConfig``):
   dense ones; attention costs grow with its square).
 - ``dropout``: 0.5 where items are rare (under 30 interactions per item on average: the SASRec
   paper's rate on its sparse Amazon logs, where an item's embedding learns from a dozen events),
-  0.2 where they are not (its rate on MovieLens-1M). Measured: on Toys (14 per item) 0.5 beats
-  0.3 and 0.6; on a synthetic log of 80 per item 0.2 beats 0.5 (``bench/recipe_levers.py``).
+  0.2 where they are not (its rate on MovieLens-1M): an embedding seen rarely overfits, one seen
+  often needs the capacity. ``bench/results/recipe_levers.md`` compares the rates on both kinds.
 - ``num_negatives``: how many catalogue items each batch's softmax ranks its targets against.
   More is better until it approaches the full cross-entropy (the strongest loss in Klenitskiy &
-  Vasilev, RecSys 2023): on Toys 512 < 2,048 < 4,096 = 8,192 (``bench/recipe_levers.py``), and
-  the step's cost grows with it: on a CPU 4,096 keeps an epoch within twice the paper's BCE epoch
-  (``bench/train_speed.py``; 8,192 does not); a GPU affords 16,384.
+  Vasilev, RecSys 2023), and the step's cost grows with it: 4,096 on a CPU, the most that keeps
+  an epoch within twice the paper's BCE epoch (``bench/train_speed.py``), past which the Amazon
+  logs gained nothing more (``bench/results/recipe_levers.md``); 16,384 on a GPU, where it costs
+  little.
 - ``loss``: the full softmax (``ce``) where the catalogue is no larger than that (exact, and no
   dearer), sampled softmax with uniform negatives above it (cost per target, not per item: it
   scales to any catalogue).
 - ``max_minutes``: 15 (the learning rate decays to zero by then; ``recsys.training.schedule``).
 - ``precision``: bf16 mixed precision where the hardware computes in bf16 (a GPU that supports
   it; a CPU with AVX512-BF16 or AMX instructions, where its matrix products run several times
-  faster than float32 and validation quality measured the same, ``bench/recipe_levers.py``),
-  float32 elsewhere. Weights, optimiser state and the exported model stay float32.
+  faster than in float32 at the same quality, ``bench/results/recipe_levers.md``), float32
+  elsewhere. Weights, optimiser state and the exported model stay float32.
 - ``check_val_every_n_epoch``: decided after the first epoch by ``AdaptiveValidation``.
 """
 
