@@ -12,6 +12,9 @@ take the GIL to free that object. The inter-op thread drops its references after
 completes; at interpreter exit a thread that asks for the GIL is ended by ``pthread_exit``, which
 unwinds through a C++ destructor and aborts the process ("terminate called without an active
 exception", seen in core dumps). Tensors made and freed inside the task have no Python object.
+The same holds for a completion callback: torch drops its reference to it on the inter-op thread,
+under the GIL, just after calling it, so ``on_done`` tracks callbacks until torch has let go and
+the interpreter waits for that before it exits.
 
 Shape letters: B rows in a batch, W window width, E excluded items per row, A allowed items per
 row, K the largest k, B' the rows that want an explanation.
@@ -19,6 +22,10 @@ row, K the largest k, B' the rows that want an explanation.
 
 from __future__ import annotations
 
+import atexit
+import time
+import weakref
+from collections.abc import Callable
 from typing import Any, Optional  # noqa: UP035 - TorchScript reads Optional, not `X | None`
 
 import torch
@@ -114,3 +121,48 @@ def launch(
     with torch.inference_mode():
         future: torch.futures.Future[Any] = task(items, k, exclude, allow, explain_rows)
     return future
+
+
+class _TrackedCallback:
+    """A completion callback whose last reference is torch's (see ``on_done``)."""
+
+    def __init__(self, callback: Callable[[torch.futures.Future[Any]], None]) -> None:
+        self.callback = callback
+
+    def __call__(self, future: torch.futures.Future[Any]) -> None:
+        self.callback(future)
+
+
+_callbacks_torch_holds: weakref.WeakSet[_TrackedCallback] = weakref.WeakSet()
+
+CALLBACK_RELEASE_WAIT_S = 2.0
+"""The longest the interpreter's exit waits for torch to drop the last callbacks: they are
+released right after they run, so only a stuck task could take this long."""
+
+
+def on_done(
+    future: torch.futures.Future[Any], callback: Callable[[torch.futures.Future[Any]], None]
+) -> None:
+    """``future.add_done_callback(callback)``, with the callback tracked until torch drops it.
+
+    Torch wraps the callback in a guard that the inter-op thread destroys after calling it, taking
+    the GIL once more to release it; if the interpreter has begun to finalize by then, that thread
+    is ended inside a C++ destructor and the process aborts. The wrapper handed to torch is
+    referenced by torch alone, so it leaves ``_callbacks_torch_holds`` exactly when torch has
+    released it, and ``wait_for_released_callbacks`` (run at exit) waits for the set to empty.
+    """
+    tracked = _TrackedCallback(callback)
+    _callbacks_torch_holds.add(tracked)
+    future.add_done_callback(tracked)
+
+
+@atexit.register
+def wait_for_released_callbacks(timeout_s: float = CALLBACK_RELEASE_WAIT_S) -> bool:
+    """Sleep (the GIL free) until torch has dropped every tracked callback, at most
+    ``timeout_s``; whether it has. Registered to run at exit, before the interpreter finalizes."""
+    deadline = time.monotonic() + timeout_s
+    while len(_callbacks_torch_holds) > 0:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    return True

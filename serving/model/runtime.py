@@ -36,7 +36,7 @@ from recsys.export import (
     verify_loaded_artifact,
 )
 from serving.errors import DeadlineExceeded, ServiceError, Unavailable
-from serving.model.forward_task import TaskOutput, launch, script_task, warm_up
+from serving.model.forward_task import TaskOutput, launch, on_done, script_task, warm_up
 from serving.model.scheduling import mark_cpu_bound
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ class ModelRuntime:
 
         started = time.perf_counter()
         forward = self._forward = _launch(snapshot, jobs)
-        forward.add_done_callback(wake)
+        on_done(forward, wake)
         await finished  # if cancelled (close), _forward stays set for close() to wait on
         self._forward = None
         self.stats["forward_s"] += time.perf_counter() - started

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,8 +14,14 @@ import pytest
 import torch
 
 from recsys.errors import ArtifactError
-from serving.model import runtime
-from serving.model.forward_task import launch, script_task, warm_up
+from serving.model import forward_task, runtime
+from serving.model.forward_task import (
+    launch,
+    on_done,
+    script_task,
+    wait_for_released_callbacks,
+    warm_up,
+)
 from serving.model.runtime import load_snapshot
 
 if TYPE_CHECKING:
@@ -96,6 +103,21 @@ def test_an_artifact_whose_warm_up_fails_is_refused(
     monkeypatch.setattr(runtime, "warm_up", failing)
     with pytest.raises(ArtifactError, match="failed its warm-up forwards: cannot batch"):
         load_snapshot(artifacts.first)
+
+
+def test_exit_waits_until_torch_has_released_a_completion_callback() -> None:
+    """Torch releases a callback on the thread that completed the future, taking the GIL after
+    the call; an interpreter that finalized meanwhile would abort that thread."""
+    future: torch.futures.Future[int] = torch.futures.Future()
+    seen: list[int] = []
+    on_done(future, lambda done: seen.append(done.value()))
+    assert len(forward_task._callbacks_torch_holds) == 1
+    assert not wait_for_released_callbacks(timeout_s=0.05), "torch still holds the callback"
+    completer = threading.Thread(target=future.set_result, args=(7,))
+    completer.start()
+    assert wait_for_released_callbacks(timeout_s=5.0)
+    completer.join()
+    assert seen == [7] and len(forward_task._callbacks_torch_holds) == 0
 
 
 _EXIT_RIGHT_AFTER_FORWARDS = textwrap.dedent(
