@@ -244,7 +244,7 @@ _SUMMARY_KEYS: Final = (
     "best_epoch",
     "best_validation",
     "epochs_trained",
-    "stopped_early",
+    "stopped_by",
     "wall_time_s",
     "train_seconds_per_epoch",
     "device",

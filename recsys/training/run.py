@@ -208,6 +208,8 @@ def train(
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
         summary = _summarise(run_dir, config, dataset, trainer, timer, wall_time)
+        summary["stopped_by"] = _stopped_by(trainer, stopper, config)
+        summary["stopped_early"] = summary["stopped_by"] == "early_stopping"
         summary["recipe"] = [choice.as_dict() for choice in choices]
         if validation_period is not None:
             summary["recipe"].append(
@@ -220,6 +222,18 @@ def train(
             )
         write_json(run_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def _stopped_by(trainer: pl.Trainer, stopper: EarlyStopping, config: TrainConfig) -> str:
+    """Why the run ended: ``early_stopping`` (patience ran out), ``max_epochs``, ``time_budget``
+    (``max_minutes``) or ``interrupted`` (Ctrl-C, or another callback stopped it)."""
+    if stopper.stopped_epoch > 0:
+        return "early_stopping"
+    if trainer.current_epoch >= config.max_epochs:
+        return "max_epochs"
+    if _budget_s(config) is not None and trainer.should_stop:
+        return "time_budget"
+    return "interrupted"
 
 
 def _budget_s(config: TrainConfig) -> float | None:
@@ -264,7 +278,6 @@ def _summarise(
         "best_validation": {k: v for k, v in best.items() if k.startswith("val/")},
         "best_checkpoint": str(best_path) if best_path.is_file() else None,
         "epochs_trained": trainer.current_epoch,
-        "stopped_early": trainer.should_stop and trainer.current_epoch < config.max_epochs,
         "wall_time_s": round(wall_time, 2),
         "train_seconds_per_epoch": round(sum(durations) / len(durations), 3) if durations else None,
         "epochs_per_second": round(len(durations) / sum(durations), 4) if durations else None,

@@ -326,5 +326,24 @@ def test_patience_counts_validations_not_epochs(
         }
     )
     summary = train(synthetic_data, tmp_path / "run", config, progress=False)
-    assert not summary["stopped_early"]
+    assert summary["stopped_by"] == "max_epochs" and not summary["stopped_early"]
     assert summary["epochs_trained"] == 6
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"learning_rate": 1e-12, "patience": 1, "check_val_every_n_epoch": 1}, "early_stopping"),
+        ({"max_minutes": 1e-4}, "time_budget"),
+    ],
+)
+def test_the_summary_says_why_the_run_stopped(
+    synthetic_data: Path, tmp_path: Path, overrides: dict[str, object], reason: str
+) -> None:
+    """A run the budget ended did not stop early: a reader comparing runs needs to know which
+    ones were still learning."""
+    config = TrainConfig.build({**FAST, "loss": "bce", "max_epochs": 6, **overrides})
+    summary = train(synthetic_data, tmp_path / "run", config, progress=False)
+    assert summary["stopped_by"] == reason
+    assert summary["stopped_early"] == (reason == "early_stopping")
+    assert summary["epochs_trained"] < 6
