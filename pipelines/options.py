@@ -4,6 +4,7 @@
 (nested sections' fields too, without a prefix), help from the field's docstring, ``--config
 FILE.yaml`` for any subset of the keys, flags overriding the file, and every error naming the
 flag. A command adds only what is not a setting (its input and output paths) as ``Option``\\ s.
+A typed field without a default is a required flag; a one-letter field also gets ``-x``.
 Nothing is listed twice, so a new config field is a new flag with nothing else to write.
 """
 
@@ -44,6 +45,12 @@ class Option:
     default: Any = inspect.Parameter.empty
 
 
+OVERWRITE = Option(
+    "overwrite", Annotated[bool, typer.Option(help="Replace --out if it exists.")], False
+)
+"""The flag of every command that writes an ``--out`` (an existing one is refused without it)."""
+
+
 def config_fields(config: type[Config]) -> Iterator[tuple[str, FieldInfo, str]]:
     """Every leaf field as (name, field, section): a nested ``Config`` contributes its fields."""
     for name, field in config.model_fields.items():
@@ -56,14 +63,15 @@ def config_fields(config: type[Config]) -> Iterator[tuple[str, FieldInfo, str]]:
 
 
 def parse_flag_value(raw: str, field: FieldInfo) -> Any:
-    """A flag's text as the field expects it: text stays text for a text field; otherwise a
+    """A flag's text as the field expects it: text stays text for a text field (optional or
+    not: ``--test-cutoff 1700000000`` is a string to parse later); otherwise a
     YAML scalar (``4`` -> 4, ``0.5`` -> 0.5, ``[1, 2]`` -> a list); ``none`` -> None unless
     ``none`` is one of the field's choices (``--scheduler none``)."""
     word = raw.strip().lower()
     leaves = leaf_types(field.annotation)
     if word in _NONE_WORDS and word not in leaves:
         return None
-    if leaves <= {str, Path} | {leaf for leaf in leaves if isinstance(leaf, str)}:
+    if leaves - {type(None)} <= {str, Path} | {leaf for leaf in leaves if isinstance(leaf, str)}:
         return raw
     try:
         return yaml.safe_load(raw)
@@ -173,17 +181,28 @@ def _field_parameter(name: str, field: FieldInfo, section: str) -> inspect.Param
         shown = "required" if default is PydanticUndefined else f"default: {_shown(default)}"
         common["help"] = f"{description} ({shown})"
     leaves = leaf_types(field.annotation)
+    names = _flag_names(name)
     if leaves == {bool}:
         option = typer.Option(f"{flag(name)}/--no-{name.replace('_', '-')}", **common)
         return _parameter(name, Annotated[bool, option], default)
     if field.annotation in _TYPED:
-        option = typer.Option(flag(name), **common)
-        return _parameter(name, Annotated[field.annotation, option], default)
+        option = typer.Option(*names, **common)
+        required = default is PydanticUndefined
+        return _parameter(
+            name,
+            Annotated[field.annotation, option],
+            inspect.Parameter.empty if required else default,
+        )
     if get_origin(field.annotation) is list:
-        option = typer.Option(flag(name), metavar=_metavar(leaves), **common)
+        option = typer.Option(*names, metavar=_metavar(leaves), **common)
         return _parameter(name, Annotated[list[str] | None, option], None)
-    option = typer.Option(flag(name), metavar=_metavar(leaves), **common)
+    option = typer.Option(*names, metavar=_metavar(leaves), **common)
     return _parameter(name, Annotated[str | None, option], None)
+
+
+def _flag_names(name: str) -> tuple[str, ...]:
+    """``--name``; a one-letter field also answers to ``-x`` (``recsys recommend -k 5``)."""
+    return (f"-{name}", flag(name)) if len(name) == 1 else (flag(name),)
 
 
 def _shown(default: Any) -> str:

@@ -18,15 +18,16 @@ from typing import Annotated
 
 import grpc
 import typer
+from pydantic import Field
 
 from pipelines.console import console
 from pipelines.jobs.evaluate import EvaluateConfig, run_evaluate, summary_table
 from pipelines.jobs.export import artifact_table
 from pipelines.jobs.load_features import run_load_features
 from pipelines.jobs.prepare import run_prepare
-from pipelines.jobs.synth import run_synth
+from pipelines.jobs.synth import SynthSettings, run_synth
+from pipelines.options import Option, config_command
 from recsys.data import CleaningConfig, PrepareConfig, load_prepared
-from recsys.data.synthetic import SynthConfig
 from recsys.export import export_artifact, read_manifest
 from recsys.training import TrainConfig, train
 from serving.client import explanation_table, response_table
@@ -38,23 +39,18 @@ from serving.server import RecommenderApp
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
-def demo(
-    workdir: Annotated[
-        Path, typer.Option(help="Folder for everything the demo writes (replaced on each run).")
-    ] = Path("runs/demo"),
-    users: Annotated[int, typer.Option(help="Synthetic users.")] = 2_000,
-    items: Annotated[int, typer.Option(help="Synthetic items.")] = 500,
-    events: Annotated[int, typer.Option(help="Synthetic events.")] = 40_000,
-    max_epochs: Annotated[
-        int | None, typer.Option(help="Training epochs (upper bound; default: demo.yaml's).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """Synthesize a log, prepare it, train SASRec, evaluate it, export it, serve it (gRPC +
-    embedded Redis) and send it a few requests."""
+class DemoSettings(SynthSettings):
+    """The demo's synthetic log (``recsys synth``'s settings), its training length and seed."""
+
+    max_epochs: int | None = Field(None, ge=1)
+    """Training epochs (upper bound; default: demo.yaml's)."""
+
+
+def run_demo(settings: DemoSettings, workdir: Path) -> None:
+    """Every step of the demo, into ``workdir`` (replaced)."""
     console.rule("1/6 synthesize an interaction log")
     log_path = run_synth(
-        SynthConfig(n_users=users, n_items=items, n_events=events, seed=seed),
+        settings.synth_config(),
         workdir / "log.parquet",
         overwrite=True,
     )
@@ -63,9 +59,9 @@ def demo(
     data_dir = workdir / "data"
     run_prepare(log_path, data_dir, PrepareConfig(cleaning=five_core), overwrite=True)
     console.rule(f"3/6 train SASRec ({DEMO_CONFIG.name})")
-    overrides: dict[str, int] = {"seed": seed}
-    if max_epochs is not None:
-        overrides["max_epochs"] = max_epochs
+    overrides: dict[str, int] = {"seed": settings.seed}
+    if settings.max_epochs is not None:
+        overrides["max_epochs"] = settings.max_epochs
     config = TrainConfig.from_yaml(DEMO_CONFIG, overrides)
     summary = train(data_dir, workdir / "run", config, overwrite=True)
     best = summary["best_validation"]
@@ -100,6 +96,24 @@ def demo(
     run_serving_demo(artifact, data_dir)
     console.rule("demo finished")
     console.print(f"everything is under {workdir}")
+
+
+demo = config_command(
+    DemoSettings,
+    run_demo,
+    [
+        Option(
+            "workdir",
+            Annotated[
+                Path,
+                typer.Option(help="Folder for everything the demo writes (replaced on each run)."),
+            ],
+            Path("runs/demo"),
+        )
+    ],
+    doc="""Synthesize a log, prepare it, train SASRec, evaluate it, export it, serve it (gRPC +
+    embedded Redis) and send it a few requests.""",
+)
 
 
 @dataclass(frozen=True)

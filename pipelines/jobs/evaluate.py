@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from rich.table import Table
 
 from pipelines.console import console
-from pipelines.options import Option, config_command
+from pipelines.options import OVERWRITE, Option, config_command
 from recsys.config import Config
 from recsys.data import load_prepared
 from recsys.errors import ConfigError, OutputExistsError
@@ -208,11 +208,7 @@ evaluate = config_command(
             ],
             None,
         ),
-        Option(
-            "overwrite",
-            Annotated[bool, typer.Option(help="Replace --out if it exists.")],
-            False,
-        ),
+        OVERWRITE,
     ],
     doc="""Rank each user's held-out item with a model and/or baselines; write metrics with
     bootstrap intervals, paired differences against the first scorer, a Markdown report and plots.

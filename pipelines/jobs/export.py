@@ -11,43 +11,79 @@ import typer
 from rich.table import Table
 
 from pipelines.console import console
+from pipelines.options import OVERWRITE, Option, config_command
+from recsys.config import Config
 from recsys.errors import ConfigError
 from recsys.export import MANIFEST_FILE, ExportFormat, export_artifact, verify_artifact
 
 
-def export(
-    checkpoint: Annotated[
-        Path | None, typer.Option(help="Training checkpoint (RUN_DIR/checkpoints/best.ckpt).")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="The prepared dataset the checkpoint was trained on.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Artifact folder to write: model.ts, items.parquet, manifest.json."),
-    ] = None,
-    export_format: Annotated[
-        ExportFormat, typer.Option("--format", help="Model file format.")
-    ] = "torchscript",
-    metrics: Annotated[
-        Path | None,
-        typer.Option(
-            help="An evaluation report of this checkpoint (recsys evaluate's metrics.json) "
-            "whose metrics go into the manifest."
-        ),
-    ] = None,
-    verify: Annotated[
-        Path | None,
-        typer.Option(
-            help="Instead of exporting: re-check this artifact folder's checksums and run a "
-            "smoke inference.",
-            metavar="ARTIFACT_DIR",
-        ),
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+class ExportSettings(Config):
+    """How ``recsys export`` writes the model (its inputs and outputs are paths, given as flags)."""
+
+    format: ExportFormat = "torchscript"
+    """Model file format."""
+
+
+_PATHS = [
+    Option(
+        "checkpoint",
+        Annotated[
+            Path | None, typer.Option(help="Training checkpoint (RUN_DIR/checkpoints/best.ckpt).")
+        ],
+        None,
+    ),
+    Option(
+        "data",
+        Annotated[
+            Path | None, typer.Option(help="The prepared dataset the checkpoint was trained on.")
+        ],
+        None,
+    ),
+    Option(
+        "out",
+        Annotated[
+            Path | None,
+            typer.Option(help="Artifact folder to write: model.ts, items.parquet, manifest.json."),
+        ],
+        None,
+    ),
+    Option(
+        "metrics",
+        Annotated[
+            Path | None,
+            typer.Option(
+                help="An evaluation report of this checkpoint (recsys evaluate's metrics.json) "
+                "whose metrics go into the manifest."
+            ),
+        ],
+        None,
+    ),
+    Option(
+        "verify",
+        Annotated[
+            Path | None,
+            typer.Option(
+                help="Instead of exporting: re-check this artifact folder's checksums and run a "
+                "smoke inference.",
+                metavar="ARTIFACT_DIR",
+            ),
+        ],
+        None,
+    ),
+    OVERWRITE,
+]
+
+
+def run_export(
+    settings: ExportSettings,
+    checkpoint: Path | None,
+    data: Path | None,
+    out: Path | None,
+    metrics: Path | None,
+    verify: Path | None,
+    overwrite: bool,
 ) -> None:
-    """Export a trained SASRec as a TorchScript artifact, checked against the eager model (scores
-    within 1e-5, identical top-k) before it appears at --out; or --verify an artifact."""
+    """Export (every path given), or ``--verify`` an artifact (no export path given)."""
     if verify is not None:
         given = [flag for flag, value in _export_flags(checkpoint, data, out, metrics) if value]
         if given or overwrite:
@@ -70,10 +106,19 @@ def export(
         )
     assert checkpoint is not None and data is not None and out is not None  # checked above
     with console.status(f"exporting {checkpoint} to {out}"):
-        export_artifact(checkpoint, data, out, overwrite, metrics, export_format)
+        export_artifact(checkpoint, data, out, overwrite, metrics, settings.format)
     manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
     console.print(artifact_table(manifest, out))
     console.print(f"artifact written to {out}")
+
+
+export = config_command(
+    ExportSettings,
+    run_export,
+    _PATHS,
+    doc="""Export a trained SASRec as a TorchScript artifact, checked against the eager model
+    (scores within 1e-5, identical top-k) before it appears at --out; or --verify an artifact.""",
+)
 
 
 def run_verify(path: Path) -> dict[str, Any]:

@@ -14,9 +14,12 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
+from pydantic import Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipelines.console import console
+from pipelines.options import Option, config_command
+from recsys.config import Config
 from recsys.data import columns as C
 from recsys.data import load_prepared
 from recsys.errors import ConfigError
@@ -96,22 +99,37 @@ def run_load_features(
     }
 
 
-def load_features(
-    data: Annotated[Path, typer.Option(help="Prepared dataset folder (from `recsys prepare`).")],
-    redis_url: Annotated[
-        str, typer.Option(help="Redis to load into: redis://, rediss:// (TLS) or unix://.")
-    ],
-    namespace: Annotated[
-        str, typer.Option(help="Key namespace (the server's --namespace).")
-    ] = _DEFAULTS.namespace,
-    max_history: Annotated[
-        int, typer.Option(help="Newest events kept per user (the server's --max-history).")
-    ] = _DEFAULTS.max_history,
-    batch_users: Annotated[int, typer.Option(help="Users per pipelined transaction.")] = 1000,
-) -> None:
-    """Load every user's latest history from a prepared dataset into the Redis feature store."""
-    summary = run_load_features(data, redis_url, namespace, max_history, batch_users)
+class LoadFeaturesSettings(Config):
+    """Where ``recsys load-features`` writes the histories, and how many events per user."""
+
+    redis_url: str
+    """Redis to load into: redis://, rediss:// (TLS) or unix://."""
+    namespace: str = _DEFAULTS.namespace
+    """Key namespace (the server's --namespace)."""
+    max_history: int = _DEFAULTS.max_history
+    """Newest events kept per user (the server's --max-history)."""
+    batch_users: int = Field(1000, ge=1)
+    """Users per pipelined transaction."""
+
+
+def _load_features(settings: LoadFeaturesSettings, data: Path) -> None:
+    summary = run_load_features(
+        data, settings.redis_url, settings.namespace, settings.max_history, settings.batch_users
+    )
     console.print(
         f"loaded {summary['users']:,} user histories ({summary['items']:,} items) into "
-        f"{summary['redis_url']} namespace {namespace!r} in {summary['seconds']} s"
+        f"{summary['redis_url']} namespace {settings.namespace!r} in {summary['seconds']} s"
     )
+
+
+load_features = config_command(
+    LoadFeaturesSettings,
+    _load_features,
+    [
+        Option(
+            "data",
+            Annotated[Path, typer.Option(help="Prepared dataset folder (from `recsys prepare`).")],
+        )
+    ],
+    doc="Load every user's latest history from a prepared dataset into the Redis feature store.",
+)

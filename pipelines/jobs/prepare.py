@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import Field
 
 from pipelines.console import console, dataset_summary
+from pipelines.options import OVERWRITE, Option, config_command
+from recsys.config import Config
 from recsys.data import (
     CleaningConfig,
     ColumnMapping,
@@ -41,89 +44,89 @@ def parse_moment(value: str | None, flag: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def prepare(
-    input_path: Annotated[
-        Path, typer.Option("--input", help="Interaction log file (see --format).")
+class PrepareSettings(Config):
+    """How ``recsys prepare`` reads, cleans and splits a log (flat flags over ``PrepareConfig``'s
+    sections: reading, cleaning, splitting)."""
+
+    format: LogFormat = "auto"
+    """Input format; 'auto' detects it from the file name and first line."""
+    user_col: str = "user_id"
+    """Input column holding the user id."""
+    item_col: str = "item_id"
+    """Input column holding the item id."""
+    time_col: str = "timestamp"
+    """Input column holding the event time (epoch s/ms or ISO-8601). Without it, input order is
+    the time order."""
+    rating_col: str | None = None
+    """Input column holding a rating (default: 'rating' if any)."""
+    time_unit: TimeUnit = "auto"
+    """Unit of numeric times."""
+    drop_duplicates: bool = False
+    """Drop exact duplicate events (same user, item, time, rating)."""
+    min_rating: float | None = None
+    """Keep only events with a rating at least this."""
+    min_user_interactions: int = Field(1, ge=1)
+    """k-core: minimum events per user (iterated to a fixpoint)."""
+    min_item_interactions: int = Field(1, ge=1)
+    """k-core: minimum events per item (iterated to a fixpoint)."""
+    split: SplitStrategy = "leave-one-out"
+    """leave-one-out: last event per user is test, the one before validation. temporal: global
+    time cut-offs."""
+    validation_cutoff: str | None = None
+    """temporal: validation starts here (ISO-8601 or epoch s)."""
+    test_cutoff: str | None = None
+    """temporal: test starts here (ISO-8601 or epoch s)."""
+    validation_fraction: float = 0.1
+    """temporal, without cut-offs: share of events in validation."""
+    test_fraction: float = 0.1
+    """temporal, without cut-offs: share of events in test."""
+
+    def prepare_config(self) -> PrepareConfig:
+        """The library's config (its sections check the ranges and name the flag)."""
+        return PrepareConfig(
+            log_format=self.format,
+            mapping=ColumnMapping(
+                user_col=self.user_col,
+                item_col=self.item_col,
+                time_col=self.time_col,
+                rating_col=self.rating_col,
+                time_unit=self.time_unit,
+            ),
+            cleaning=CleaningConfig(
+                drop_duplicates=self.drop_duplicates,
+                min_rating=self.min_rating,
+                min_user_interactions=self.min_user_interactions,
+                min_item_interactions=self.min_item_interactions,
+            ),
+            split=SplitConfig(
+                strategy=self.split,
+                validation_cutoff=parse_moment(self.validation_cutoff, "--validation-cutoff"),
+                test_cutoff=parse_moment(self.test_cutoff, "--test-cutoff"),
+                validation_fraction=self.validation_fraction,
+                test_fraction=self.test_fraction,
+            ),
+        )
+
+
+def _prepare(settings: PrepareSettings, input_path: Path, out: Path, overwrite: bool) -> None:
+    run_prepare(input_path, out, settings.prepare_config(), overwrite=overwrite)
+
+
+prepare = config_command(
+    PrepareSettings,
+    _prepare,
+    [
+        Option(
+            "input_path",
+            Annotated[Path, typer.Option("--input", help="Interaction log file (see --format).")],
+        ),
+        Option(
+            "out", Annotated[Path, typer.Option(help="Folder to write the prepared dataset to.")]
+        ),
+        OVERWRITE,
     ],
-    out: Annotated[Path, typer.Option(help="Folder to write the prepared dataset to.")],
-    log_format: Annotated[
-        LogFormat,
-        typer.Option(
-            "--format",
-            help="Input format; 'auto' detects it from the file name and first line.",
-        ),
-    ] = "auto",
-    user_col: Annotated[str, typer.Option(help="Input column holding the user id.")] = "user_id",
-    item_col: Annotated[str, typer.Option(help="Input column holding the item id.")] = "item_id",
-    time_col: Annotated[
-        str,
-        typer.Option(
-            help="Input column holding the event time (epoch s/ms or ISO-8601). Without it, "
-            "input order is the time order."
-        ),
-    ] = "timestamp",
-    rating_col: Annotated[
-        str | None, typer.Option(help="Input column holding a rating (default: 'rating' if any).")
-    ] = None,
-    time_unit: Annotated[TimeUnit, typer.Option(help="Unit of numeric times.")] = "auto",
-    drop_duplicates: Annotated[
-        bool, typer.Option(help="Drop exact duplicate events (same user, item, time, rating).")
-    ] = False,
-    min_rating: Annotated[
-        float | None, typer.Option(help="Keep only events with a rating at least this.")
-    ] = None,
-    min_user_interactions: Annotated[
-        int, typer.Option(min=1, help="k-core: minimum events per user (iterated to a fixpoint).")
-    ] = 1,
-    min_item_interactions: Annotated[
-        int, typer.Option(min=1, help="k-core: minimum events per item (iterated to a fixpoint).")
-    ] = 1,
-    split: Annotated[
-        SplitStrategy,
-        typer.Option(
-            help="leave-one-out: last event per user is test, the one before validation. "
-            "temporal: global time cut-offs.",
-        ),
-    ] = "leave-one-out",
-    validation_cutoff: Annotated[
-        str | None, typer.Option(help="temporal: validation starts here (ISO-8601 or epoch s).")
-    ] = None,
-    test_cutoff: Annotated[
-        str | None, typer.Option(help="temporal: test starts here (ISO-8601 or epoch s).")
-    ] = None,
-    validation_fraction: Annotated[
-        float, typer.Option(help="temporal, without cut-offs: share of events in validation.")
-    ] = 0.1,
-    test_fraction: Annotated[
-        float, typer.Option(help="temporal, without cut-offs: share of events in test.")
-    ] = 0.1,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-) -> None:
-    """Read, clean, index and split an interaction log into a prepared dataset folder."""
-    config = PrepareConfig(
-        log_format=log_format,
-        mapping=ColumnMapping(
-            user_col=user_col,
-            item_col=item_col,
-            time_col=time_col,
-            rating_col=rating_col,
-            time_unit=time_unit,
-        ),
-        cleaning=CleaningConfig(
-            drop_duplicates=drop_duplicates,
-            min_rating=min_rating,
-            min_user_interactions=min_user_interactions,
-            min_item_interactions=min_item_interactions,
-        ),
-        split=SplitConfig(
-            strategy=split,
-            validation_cutoff=parse_moment(validation_cutoff, "--validation-cutoff"),
-            test_cutoff=parse_moment(test_cutoff, "--test-cutoff"),
-            validation_fraction=validation_fraction,
-            test_fraction=test_fraction,
-        ),
-    )
-    run_prepare(input_path, out, config, overwrite=overwrite)
+    doc="Read, clean, index and split an interaction log into a prepared dataset folder.",
+)
 
 
 def run_prepare(input_path: Path, out: Path, config: PrepareConfig, overwrite: bool) -> None:

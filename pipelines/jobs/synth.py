@@ -9,22 +9,45 @@ from typing import Annotated
 import typer
 
 from pipelines.console import console
+from pipelines.options import OVERWRITE, Option, config_command
+from recsys.config import Config
 from recsys.data.synthetic import SynthConfig, generate_log, write_log
 from recsys.errors import OutputExistsError
 
 
-def synth(
-    out: Annotated[Path, typer.Option(help="Log file to write: .parquet or .csv.")],
-    users: Annotated[int, typer.Option(help="Number of users.")] = SynthConfig.n_users,
-    items: Annotated[int, typer.Option(help="Number of items.")] = SynthConfig.n_items,
-    events: Annotated[int, typer.Option(help="Number of events (>= users).")] = (
-        SynthConfig.n_events
-    ),
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same log.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-) -> None:
-    """Generate a log with power-law popularity and learnable sequential structure."""
-    run_synth(SynthConfig(n_users=users, n_items=items, n_events=events, seed=seed), out, overwrite)
+class SynthSettings(Config):
+    """The size and seed of the log ``recsys synth`` writes (its structure keeps the defaults of
+    ``SynthConfig``)."""
+
+    users: int = SynthConfig.n_users
+    """Number of users."""
+    items: int = SynthConfig.n_items
+    """Number of items."""
+    events: int = SynthConfig.n_events
+    """Number of events (>= users)."""
+    seed: int = 0
+    """Random seed: the same seed gives the same log."""
+
+    def synth_config(self) -> SynthConfig:
+        """The generator's config (it checks the ranges and names the field)."""
+        return SynthConfig(
+            n_users=self.users, n_items=self.items, n_events=self.events, seed=self.seed
+        )
+
+
+def _synth(settings: SynthSettings, out: Path, overwrite: bool) -> None:
+    run_synth(settings.synth_config(), out, overwrite)
+
+
+synth = config_command(
+    SynthSettings,
+    _synth,
+    [
+        Option("out", Annotated[Path, typer.Option(help="Log file to write: .parquet or .csv.")]),
+        OVERWRITE,
+    ],
+    doc="Generate a log with power-law popularity and learnable sequential structure.",
+)
 
 
 def run_synth(config: SynthConfig, out: Path, overwrite: bool) -> Path:

@@ -11,12 +11,14 @@ for its other commands, so a probe every few seconds costs a fraction of a secon
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
 import grpc
 import typer
 from grpc_health.v1 import health_pb2
+from pydantic import Field
 
+from pipelines.options import config_command
+from recsys.config import Config
 from serving.client import RemoteError
 
 EXIT_UNHEALTHY = 1
@@ -44,27 +46,36 @@ def check_health(target: str, service: str = "", timeout_s: float = 3.0) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-def health_command(
-    target: Annotated[str, typer.Option(help="Server address HOST:PORT.")] = "127.0.0.1:50051",
-    service: Annotated[
-        str,
-        typer.Option(
-            help='Health service name: "" (the server), recsys.v1.Recommender, or '
-            "recsys.v1.Recommender/feature-store (follows Redis)."
-        ),
-    ] = "",
-    timeout: Annotated[float, typer.Option(help="Deadline of the call in seconds.")] = 3.0,
-) -> None:
-    """Check a running `recsys serve` through the gRPC health service: prints its status; exit
-    status 0 when SERVING, 1 otherwise (the HEALTHCHECK convention)."""
+class HealthSettings(Config):
+    """Which server and service ``recsys health`` asks, and how long it waits."""
+
+    target: str = "127.0.0.1:50051"
+    """Server address HOST:PORT."""
+    service: str = ""
+    """Health service name: "" (the server), recsys.v1.Recommender, or
+    recsys.v1.Recommender/feature-store (follows Redis)."""
+    timeout: float = Field(3.0, gt=0)
+    """Deadline of the call in seconds."""
+
+
+def _health(settings: HealthSettings) -> None:
     try:
-        status = check_health(target, service, timeout)
+        status = check_health(settings.target, settings.service, settings.timeout)
     except RemoteError as err:
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(EXIT_UNHEALTHY) from None
     print(status)
     if status != "SERVING":
         raise typer.Exit(EXIT_UNHEALTHY)
+
+
+health_command = config_command(
+    HealthSettings,
+    _health,
+    [],
+    doc="""Check a running `recsys serve` through the gRPC health service: prints its status; exit
+    status 0 when SERVING, 1 otherwise (the HEALTHCHECK convention).""",
+)
 
 
 if __name__ == "__main__":  # the container health check: no torch import, so it is cheap

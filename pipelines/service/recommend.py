@@ -6,8 +6,11 @@ import json
 from typing import Annotated
 
 import typer
+from pydantic import Field
 
 from pipelines.console import console
+from pipelines.options import Option, config_command
+from recsys.config import Config
 from serving.client import (
     build_request,
     explanation_table,
@@ -18,39 +21,40 @@ from serving.client import (
 )
 
 
-def recommend_command(
-    target: Annotated[str, typer.Option(help="Server address HOST:PORT.")] = "127.0.0.1:50051",
-    user: Annotated[str | None, typer.Option(help="User id (its stored history is used).")] = None,
-    history: Annotated[
-        str | None, typer.Option(help="Recent item ids, comma-separated, newest last.")
-    ] = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
-    exclude_seen: Annotated[
-        bool, typer.Option(help="Never recommend an item of the history.")
-    ] = True,
-    exclude: Annotated[
-        str | None, typer.Option(help="Item ids never to return, comma-separated.")
-    ] = None,
-    allow: Annotated[
-        str | None, typer.Option(help="Recommend only among these item ids, comma-separated.")
-    ] = None,
-    explain: Annotated[
-        bool, typer.Option(help="Show the history items that drove the answer.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    timeout: Annotated[float, typer.Option(help="Deadline of the call in seconds.")] = 10.0,
-) -> None:
-    """Ask a running `recsys serve` for recommendations; errors print the gRPC status name."""
+class RecommendSettings(Config):
+    """One recommendation request and where ``recsys recommend`` sends it."""
+
+    target: str = "127.0.0.1:50051"
+    """Server address HOST:PORT."""
+    user: str | None = None
+    """User id (its stored history is used)."""
+    history: str | None = None
+    """Recent item ids, comma-separated, newest last."""
+    k: int = 10
+    """How many items."""
+    exclude_seen: bool = True
+    """Never recommend an item of the history."""
+    exclude: str | None = None
+    """Item ids never to return, comma-separated."""
+    allow: str | None = None
+    """Recommend only among these item ids, comma-separated."""
+    explain: bool = False
+    """Show the history items that drove the answer."""
+    timeout: float = Field(10.0, gt=0)
+    """Deadline of the call in seconds."""
+
+
+def _recommend(settings: RecommendSettings, as_json: bool) -> None:
     request = build_request(
-        user,
-        split_ids(history),
-        k=k,
-        exclude_seen=exclude_seen,
-        exclude=split_ids(exclude),
-        allow=split_ids(allow),
-        explain=explain,
+        settings.user,
+        split_ids(settings.history),
+        k=settings.k,
+        exclude_seen=settings.exclude_seen,
+        exclude=split_ids(settings.exclude),
+        allow=split_ids(settings.allow),
+        explain=settings.explain,
     )
-    response = recommend(target, request, timeout)
+    response = recommend(settings.target, request, settings.timeout)
     if as_json:
         print(json.dumps(response_to_dict(response)))
         return
@@ -60,3 +64,17 @@ def recommend_command(
         console.print(drivers)
     if response.unknown_item_ids:
         console.print(f"ignored unknown item ids: {', '.join(response.unknown_item_ids)}")
+
+
+recommend_command = config_command(
+    RecommendSettings,
+    _recommend,
+    [
+        Option(
+            "as_json",
+            Annotated[bool, typer.Option("--json", help="Print one JSON object.")],
+            False,
+        )
+    ],
+    doc="Ask a running `recsys serve` for recommendations; errors print the gRPC status name.",
+)

@@ -81,7 +81,7 @@ def test_verify_refuses_a_tampered_artifact(
         (["--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{data}", "--overwrite"],
          "would replace --data"),
         (["--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{out}", "--format", "onnx"],
-         "Invalid value for '--format'"),
+         "(--format): expected one of 'torchscript', got 'onnx'"),
         (["--verify", "{out}", "--out", "{out}"], "error: --verify checks an existing artifact: "
          "drop --out"),
         (["--verify", "{out}"], "is not a model artifact: no such folder"),
