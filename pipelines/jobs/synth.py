@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
 import typer
+from pydantic import Field, model_validator
 
 from pipelines.console import console
 from pipelines.options import OVERWRITE, Option, config_command
@@ -19,14 +20,23 @@ class SynthSettings(Config):
     """The size and seed of the log ``recsys synth`` writes (its structure keeps the defaults of
     ``SynthConfig``)."""
 
-    users: int = SynthConfig.n_users
+    users: int = Field(SynthConfig.n_users, ge=1)
     """Number of users."""
-    items: int = SynthConfig.n_items
+    items: int = Field(SynthConfig.n_items, ge=2)
     """Number of items."""
-    events: int = SynthConfig.n_events
+    events: int = Field(SynthConfig.n_events, ge=1)
     """Number of events (>= users)."""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     """Random seed: the same seed gives the same log."""
+
+    @model_validator(mode="after")
+    def _every_user_has_an_event(self) -> Self:
+        if self.events < self.users:
+            raise ValueError(
+                f"--events ({self.events}) must be >= --users ({self.users}): every user gets at "
+                "least one event"
+            )
+        return self
 
     def synth_config(self) -> SynthConfig:
         """The generator's config (it checks the ranges and names the field)."""
