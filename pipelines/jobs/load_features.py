@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
-from pydantic import Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipelines.console import console
@@ -108,8 +107,8 @@ class LoadFeaturesSettings(Config):
     """Key namespace (the server's --namespace)."""
     max_history: int = _DEFAULTS.max_history
     """Newest events kept per user (the server's --max-history)."""
-    batch_users: int = Field(1000, ge=1)
-    """Users per pipelined transaction."""
+    batch_users: int = 1000
+    """Users per pipelined transaction (``run_load_features`` checks it, for every caller)."""
 
 
 def _load_features(settings: LoadFeaturesSettings, data: Path) -> None:

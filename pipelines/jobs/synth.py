@@ -39,7 +39,7 @@ class SynthSettings(Config):
         return self
 
     def synth_config(self) -> SynthConfig:
-        """The generator's config (it checks the ranges and names the field)."""
+        """The generator's config (the sizes were checked above, on the flags' names)."""
         return SynthConfig(
             n_users=self.users, n_items=self.items, n_events=self.events, seed=self.seed
         )

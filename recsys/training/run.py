@@ -207,9 +207,7 @@ def train(
     wall_time = time.perf_counter() - started
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:
-        summary = _summarise(run_dir, config, dataset, trainer, timer, wall_time)
-        summary["stopped_by"] = _stopped_by(trainer, stopper, config)
-        summary["stopped_early"] = summary["stopped_by"] == "early_stopping"
+        summary = _summarise(run_dir, config, dataset, trainer, stopper, timer, wall_time)
         summary["recipe"] = [choice.as_dict() for choice in choices]
         if validation_period is not None:
             summary["recipe"].append(
@@ -263,6 +261,7 @@ def _summarise(
     config: TrainConfig,
     dataset: PreparedDataset,
     trainer: pl.Trainer,
+    stopper: EarlyStopping,
     timer: EpochTimer,
     wall_time: float,
 ) -> dict[str, Any]:
@@ -272,12 +271,15 @@ def _summarise(
     plot_curves(epochs, run_dir / CURVES_FILE, title=title, protocol=config.validation_label())
     durations = timer.durations
     best_path = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
+    stopped_by = _stopped_by(trainer, stopper, config)
     return {
         "created_at": datetime.now(UTC).isoformat(),
         "best_epoch": best.get("epoch"),
         "best_validation": {k: v for k, v in best.items() if k.startswith("val/")},
         "best_checkpoint": str(best_path) if best_path.is_file() else None,
         "epochs_trained": trainer.current_epoch,
+        "stopped_by": stopped_by,
+        "stopped_early": stopped_by == "early_stopping",
         "wall_time_s": round(wall_time, 2),
         "train_seconds_per_epoch": round(sum(durations) / len(durations), 3) if durations else None,
         "epochs_per_second": round(len(durations) / sum(durations), 4) if durations else None,
