@@ -60,6 +60,9 @@ class EvaluateConfig(Config):
     """Bootstrap resamples over users."""
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     """Confidence level of the intervals."""
+    users: int | None = Field(None, ge=1)
+    """Evaluate a seeded uniform sample of this many users (default: every user of the split);
+    the bootstrap intervals then include the sampling error."""
     batch_size: int | None = Field(None, ge=1)
     """Users per scoring batch (default: by catalogue size)."""
     device: str = "cpu"
@@ -150,6 +153,7 @@ def run_evaluate(
             settings.negatives,
             settings.negative_sampling,
             settings.seed,
+            settings.users,
         )
         results = []
         for scorer in scorers:

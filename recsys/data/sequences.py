@@ -39,6 +39,14 @@ class FlatSequences:
     def row(self, index: int) -> np.ndarray:
         return self.items[self.offsets[index] : self.offsets[index + 1]]
 
+    def select(self, rows: np.ndarray) -> FlatSequences:
+        """The sequences of ``rows`` (row indices), in that order."""
+        lengths = self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        starts = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths)  # [total]
+        return FlatSequences(self.items[starts + np.arange(offsets[-1])], offsets)
+
 
 @dataclass(frozen=True)
 class HeldOutTargets:
@@ -47,6 +55,18 @@ class HeldOutTargets:
     user_indices: np.ndarray
     histories: FlatSequences
     targets: np.ndarray
+
+    def sample(self, users: int, seed: int) -> HeldOutTargets:
+        """A seeded uniform sample of ``users`` users without replacement, in user order;
+        all of them when there are no more than ``users``."""
+        if users < 1:
+            raise DataError(f"a sample needs at least one user, got {users}")
+        if users >= len(self.targets):
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self.targets), users, replace=False))
+        return HeldOutTargets(
+            self.user_indices[rows], self.histories.select(rows), self.targets[rows]
+        )
 
 
 def training_sequences(dataset: PreparedDataset) -> FlatSequences:

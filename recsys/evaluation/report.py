@@ -153,6 +153,16 @@ def protocol_description(result: EvaluationResult) -> str:
     )
 
 
+def _users_evaluated(result: EvaluationResult) -> str:
+    in_split = result.settings.get("users_in_split")
+    if in_split is None:
+        return f"{result.num_users:,}"
+    return (
+        f"{result.num_users:,}, a uniform sample (seed {result.settings.get('seed')}) of the "
+        f"split's {in_split:,}; the intervals include the sampling error"
+    )
+
+
 def markdown_report(report: EvaluationReport) -> str:
     """Tables of the metrics and paired differences, with the plots."""
     reference = report.results[0]
@@ -162,7 +172,7 @@ def markdown_report(report: EvaluationReport) -> str:
         f"# Offline evaluation: {reference.split} split, {reference.protocol} protocol",
         "",
         f"- Protocol: {protocol_description(reference)}.",
-        f"- Users evaluated: {reference.num_users:,}.",
+        f"- Users evaluated: {_users_evaluated(reference)}.",
         f"- Intervals: {level}% percentile bootstrap over users, "
         f"{report.bootstrap['resamples']} resamples (seed {report.bootstrap['seed']}).",
         *[f"- {key.replace('_', ' ').capitalize()}: {value}" for key, value in context],

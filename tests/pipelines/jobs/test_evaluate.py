@@ -58,6 +58,24 @@ def test_checkpoint_against_baselines_sampled(
 
 
 @pytest.mark.slow
+def test_a_user_sample_is_reported_as_one(
+    trained: tuple[Path, Path], tmp_path: Path, run_recsys: RunRecsys
+) -> None:
+    data, checkpoint = trained
+    out = tmp_path / "report"
+    result = run_recsys(
+        "evaluate", "--data", str(data), "--checkpoint", str(checkpoint), "--baseline", "markov",
+        "--users", "25", "--seed", "2", "--resamples", "100", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["num_users"] == 25
+    assert payload["settings"]["users_sampled"] == 25
+    assert payload["settings"]["users_in_split"] > 25
+    assert "a uniform sample (seed 2)" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_an_incomplete_artifact_is_refused_in_a_real_process(
     trained: tuple[Path, Path],
     tmp_path: Path,

@@ -16,6 +16,7 @@ from recsys.data import (
     training_batch,
     training_sequences,
 )
+from recsys.data.sequences import FlatSequences
 
 
 @pytest.fixture
@@ -100,3 +101,10 @@ def test_the_tensor_and_list_layouts_agree() -> None:
     rows = [[1, 2, 3, 4, 5], [6], [], [7, 8]]
     for width in (0, 1, 3, 6):
         assert right_aligned(rows, width).tolist() == right_aligned_rows(rows, width)
+
+
+def test_selected_rows_keep_their_items_in_the_order_asked() -> None:
+    flat = FlatSequences(np.array([1, 2, 3, 4, 5, 6]), np.array([0, 2, 2, 5, 6]))
+    picked = flat.select(np.array([3, 0, 2, 1]))
+    assert [picked.row(i).tolist() for i in range(len(picked))] == [[6], [1, 2], [3, 4, 5], []]
+    assert len(flat.select(np.array([], dtype=np.int64))) == 0

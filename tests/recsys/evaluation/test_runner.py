@@ -59,6 +59,36 @@ def test_batch_size_does_not_change_anything(synthetic: PreparedDataset) -> None
     assert np.array_equal(small.top_items, large.top_items)
 
 
+def test_a_user_sample_gives_each_sampled_user_the_numbers_of_the_whole_split(
+    synthetic: PreparedDataset,
+) -> None:
+    model = SASRec(SASRecConfig(num_items=synthetic.num_items, max_len=8, hidden_size=16))
+    scorer = ModelScorer(model)
+    whole = run_evaluation(evaluation_task(synthetic, "test", "full", ks=(10,)), scorer)
+    task = evaluation_task(synthetic, "test", "full", ks=(10,), seed=3, users=40)
+    sample = run_evaluation(task, scorer)
+    assert sample.num_users == 40
+    assert task.settings == {"users_sampled": 40, "users_in_split": whole.num_users, "seed": 3}
+    rows = np.searchsorted(whole.user_indices, sample.user_indices)
+    assert np.array_equal(whole.user_indices[rows], sample.user_indices)
+    assert np.array_equal(whole.ranks[rows], sample.ranks)
+    assert whole.top_items is not None and sample.top_items is not None
+    assert np.array_equal(whole.top_items[rows], sample.top_items)
+    again = evaluation_task(synthetic, "test", "full", ks=(10,), seed=3, users=40)
+    other = evaluation_task(synthetic, "test", "full", ks=(10,), seed=4, users=40)
+    assert np.array_equal(again.held_out.user_indices, task.held_out.user_indices)
+    assert not np.array_equal(other.held_out.user_indices, task.held_out.user_indices)
+
+
+def test_a_sample_at_least_the_split_is_the_whole_split(synthetic: PreparedDataset) -> None:
+    whole = evaluation_task(synthetic, "test", "full", ks=(10,))
+    task = evaluation_task(synthetic, "test", "full", ks=(10,), users=whole.num_users)
+    assert task.settings == {}
+    assert np.array_equal(task.held_out.user_indices, whole.held_out.user_indices)
+    with pytest.raises(ConfigError, match="--users"):
+        evaluation_task(synthetic, "test", "full", ks=(10,), users=0)
+
+
 def test_sampled_protocol_is_seeded_and_shared_by_every_scorer(synthetic: PreparedDataset) -> None:
     task = evaluation_task(synthetic, "test", "sampled", ks=(10,), num_negatives=20, seed=3)
     again = evaluation_task(synthetic, "test", "sampled", ks=(10,), num_negatives=20, seed=3)
