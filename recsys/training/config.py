@@ -93,7 +93,11 @@ class TrainConfig(Config):
     )
 
     # validation, early stopping
-    eval_batch_size: int = Field(1024, ge=1, description="Users per validation batch.")
+    eval_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Users per validation batch; auto: up to 1024, fewer for large catalogues "
+        "(about 16M scores a batch, recsys.training.memory).",
+    )
     val_protocol: Literal["full", "sampled"] = Field(
         "full",
         description="Validation metrics, and so checkpoint selection and early stopping: full "

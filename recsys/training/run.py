@@ -40,8 +40,15 @@ from recsys.training.callbacks import (
 from recsys.training.config import TrainConfig
 from recsys.training.curves import best_epoch, epoch_metrics, plot_curves
 from recsys.training.datamodule import SequenceDataModule
+from recsys.training.memory import (
+    VALIDATION_CELLS,
+    auto_eval_batch_size,
+    available_memory,
+    check_fits,
+    estimate_training_memory,
+)
 from recsys.training.module import VALIDATION_METRIC, SASRecModule
-from recsys.training.recipe import auto_precision, resolve_recipe
+from recsys.training.recipe import Choice, auto_precision, resolve_recipe
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +134,26 @@ def train(
     planner = BudgetPlanner(_budget_s(config))
     first_period = 1 if validation_period is not None else int(config.check_val_every_n_epoch)
     backbone = config.model_config_for(dataset.num_items)
+    if config.eval_batch_size == "auto":
+        eval_batch_size = auto_eval_batch_size(dataset.num_items, 1024)
+        choices.append(
+            Choice(
+                "eval_batch_size",
+                eval_batch_size,
+                f"up to 1024 users and about {VALIDATION_CELLS:,} scores per validation batch",
+            )
+        )
+        log.info("recipe: eval_batch_size = %s", eval_batch_size)
+    else:
+        eval_batch_size = config.eval_batch_size
+    memory = estimate_training_memory(config, backbone, eval_batch_size, dataset.num_users)
+    check_fits(memory, available_memory(on_gpu), "the GPU" if on_gpu else "this machine")
+    log.info("memory estimate (GiB): %s", memory.as_dict())
     data = SequenceDataModule(
         dataset,
         max_len=backbone.max_len,
         batch_size=config.batch_size,
-        eval_batch_size=config.eval_batch_size,
+        eval_batch_size=eval_batch_size,
         seed=config.seed,
         num_workers=config.num_workers,
         pin_memory=on_gpu,
@@ -209,6 +231,7 @@ def train(
     if trainer.is_global_zero:
         summary = _summarise(run_dir, config, dataset, trainer, stopper, timer, wall_time)
         summary["recipe"] = [choice.as_dict() for choice in choices]
+        summary["memory_estimate"] = memory.as_dict()
         if validation_period is not None:
             summary["recipe"].append(
                 {

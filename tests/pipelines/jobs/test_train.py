@@ -111,8 +111,12 @@ def test_train_from_the_command_line_flags_over_the_yaml(trained_run: TrainedRun
             ["--data", "{data}", "--out", "{run}", "--resume", "--config", "{config}"],
             "drop --config",
         ),
+        (
+            ["--data", "{data}", "--out", "{tmp}/r5", "--hidden-size", "65536"],
+            "the largest part is the parameters",
+        ),
     ],
-    ids=["existing-run", "not-a-dataset", "heads", "max-len", "resume-with-config"],
+    ids=["existing-run", "not-a-dataset", "heads", "max-len", "resume-with-config", "too-big"],
 )
 def test_train_user_errors(
     trained_run: TrainedRun,
