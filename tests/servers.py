@@ -41,18 +41,23 @@ class Artifacts:
     first: Path
     second: Path
     """Another model (another seed) over the same catalogue: a different model version."""
+    indexed: Path
+    """The first model again, with an IVF retrieval index searched exhaustively (recall 1)."""
 
 
 def export_artifacts(tiny_runs: type[TinyRuns], root: Path) -> Artifacts:
-    """Two exported artifacts of 1-epoch tiny models on a synthetic log with string item ids."""
+    """Exported artifacts of 1-epoch tiny models on a synthetic log with string item ids."""
     data = tiny_runs.prepared(
         root / "data", n_users=200, n_items=120, n_events=4_000, seed=4, string_ids=True
     )
-    paths = []
+    paths, checkpoints = [], []
     for seed in (0, 1):
-        checkpoint = tiny_runs.trained(data, root / f"run{seed}", **TINY, seed=seed)
-        paths.append(export_artifact(checkpoint, data, root / f"artifact{seed}"))
-    return Artifacts(data=data, first=paths[0], second=paths[1])
+        checkpoints.append(tiny_runs.trained(data, root / f"run{seed}", **TINY, seed=seed))
+        paths.append(export_artifact(checkpoints[-1], data, root / f"artifact{seed}"))
+    indexed = export_artifact(
+        checkpoints[0], data, root / "artifact-indexed", index="ivf", min_recall=1.0
+    )
+    return Artifacts(data=data, first=paths[0], second=paths[1], indexed=indexed)
 
 
 def redis_answers(url: str) -> bool:

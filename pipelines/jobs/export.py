@@ -8,13 +8,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 from rich.table import Table
 
 from pipelines.console import console
 from pipelines.options import OVERWRITE, Option, config_command
 from recsys.config import Config
 from recsys.errors import ConfigError
-from recsys.export import MANIFEST_FILE, ExportFormat, export_artifact, verify_artifact
+from recsys.export import (
+    MANIFEST_FILE,
+    ExportFormat,
+    IndexKind,
+    export_artifact,
+    verify_artifact,
+)
 
 
 class ExportSettings(Config):
@@ -22,6 +29,12 @@ class ExportSettings(Config):
 
     format: ExportFormat = "torchscript"
     """Model file format."""
+    index: IndexKind = "auto"
+    """Approximate top-k index built into the artifact: exact (none: score every item), ivf,
+    hnsw (faiss); auto: ivf from 200,000 items on, else exact."""
+    min_recall: float = Field(0.95, gt=0.0, le=1.0)
+    """With an index: the recall@10 against exact scoring it must reach on held-out histories
+    (its search is widened until it does; the export fails if it cannot)."""
 
 
 _PATHS = [
@@ -106,7 +119,16 @@ def run_export(
         )
     assert checkpoint is not None and data is not None and out is not None  # checked above
     with console.status(f"exporting {checkpoint} to {out}"):
-        export_artifact(checkpoint, data, out, overwrite, metrics, settings.format)
+        export_artifact(
+            checkpoint,
+            data,
+            out,
+            overwrite,
+            metrics,
+            settings.format,
+            settings.index,
+            settings.min_recall,
+        )
     manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
     console.print(artifact_table(manifest, out))
     console.print(f"artifact written to {out}")
@@ -140,6 +162,15 @@ def artifact_table(manifest: dict[str, Any], out: Path) -> Table:
         f"{verification['sequences']} real histories: max score difference "
         f"{verification['max_abs_score_diff']:.2g}, top-{verification['k']} identical",
     )
+    retrieval = manifest.get("retrieval", {"kind": "exact"})
+    if retrieval.get("kind", "exact") == "exact":
+        table.add_row("retrieval", "exact: every item scored")
+    else:
+        table.add_row(
+            "retrieval",
+            f"{retrieval['kind']} index ({retrieval.get('library')}): recall@10 "
+            f"{retrieval['recall_at_10']:.3f} searching {retrieval['breadth']} wide",
+        )
     for split, block in manifest.get("metrics", {}).items():
         values = block.get("metrics", {})
         shown = ", ".join(

@@ -7,7 +7,8 @@ model before it becomes visible. ``load_artifact`` is what serving uses: it need
 code, and refuses a missing file, a checksum mismatch or an unknown format version.
 ``right_aligned_rows`` is the input layout of the exported module (newest item last, 0-padded on
 the left), re-exported here for the server, which reads only this package of the library.
-``artifact_scorer`` evaluates an artifact offline exactly as it will serve.
+``artifact_scorer`` evaluates an artifact offline exactly as it will serve. ``retrieval``: the
+optional approximate top-k index (faiss) built at export for large catalogues.
 """
 
 from recsys.data import right_aligned_rows
@@ -29,17 +30,22 @@ from recsys.export.exporter import (
     verify_loaded_artifact,
 )
 from recsys.export.module import RecommenderModule
+from recsys.export.retrieval import INDEX_FILE, INDEX_KINDS, ApproximateRetrieval, IndexKind
 from recsys.export.scorer import ArtifactScorer, artifact_scorer
 
 __all__ = [
     "ARTIFACT_FORMAT",
     "EXPORT_FORMATS",
+    "INDEX_FILE",
+    "INDEX_KINDS",
     "ITEMS_FILE",
     "MANIFEST_FILE",
     "MODEL_FILE",
     "Artifact",
     "ArtifactScorer",
     "ArtifactError",
+    "ApproximateRetrieval",
+    "IndexKind",
     "ExportFormat",
     "RecommenderModule",
     "artifact_scorer",

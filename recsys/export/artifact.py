@@ -6,8 +6,10 @@ Layout::
     items.parquet   item_idx (1..V), item_id (external id as a string), popularity (training
                     interactions, for cold-start fallback)
     manifest.json   format version, model version id, max_len, catalogue size, hyper-parameters,
-                    training data fingerprint, metrics, created-at, torch version, and the SHA-256
+                    training data fingerprint, metrics, created-at, torch version, the retrieval
+                    kind (with an index: its search breadth and measured recall), and the SHA-256
                     of every other file
+    index.faiss     only with an approximate retrieval index (``recsys.export.retrieval``)
 
 The loader is what the server runs at start-up: it imports nothing of training or evaluation
 (only torch, numpy and polars), and it refuses an artifact that is incomplete, altered or of a
@@ -29,6 +31,7 @@ import polars as pl
 import torch
 
 from recsys.errors import ArtifactError
+from recsys.export.retrieval import INDEX_FILE, ApproximateRetrieval, read_index
 from recsys.io import sha256_file
 
 ARTIFACT_FORMAT: Final = "recsys.artifact/v1"
@@ -57,6 +60,8 @@ class Artifact:
     """Index -> external item id as a string; ``item_ids[0] == ""`` (padding)."""
     popularity: np.ndarray
     """float64 [V + 1]: interactions in the training split, ``popularity[0] == 0``."""
+    retrieval: ApproximateRetrieval | None = None
+    """The approximate top-k index, where the artifact has one; None: score every item."""
     _index_of: dict[str, int] = field(init=False, repr=False, compare=False)
     _by_popularity: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -159,7 +164,7 @@ def check_files(path: Path, manifest: dict[str, Any], verify_checksums: bool = T
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise ArtifactError(f"{path / MANIFEST_FILE}: 'files' is not a mapping of file checksums")
-    for name in CHECKSUMMED_FILES:
+    for name in checksummed_files(manifest):
         entry = files.get(name)
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise ArtifactError(f"{path / MANIFEST_FILE} records no SHA-256 for {name}")
@@ -197,9 +202,43 @@ def load_artifact(path: Path, verify_checksums: bool = True) -> Artifact:
                 f"{path}: the manifest says {name} = {recorded}, the model or item table has "
                 f"{actual}"
             )
+    retrieval = None
+    if has_index(manifest):
+        retrieval = _load_retrieval(path, manifest, module)
     return Artifact(
-        path=path, manifest=manifest, module=module, item_ids=item_ids, popularity=popularity
+        path=path,
+        manifest=manifest,
+        module=module,
+        item_ids=item_ids,
+        popularity=popularity,
+        retrieval=retrieval,
     )
+
+
+def checksummed_files(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The files an artifact with this manifest must hold, each with its SHA-256 recorded."""
+    return (*CHECKSUMMED_FILES, INDEX_FILE) if has_index(manifest) else CHECKSUMMED_FILES
+
+
+def has_index(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest describes an approximate retrieval index (artifacts without a
+    ``retrieval`` entry predate indexes: exact)."""
+    retrieval = manifest.get("retrieval")
+    return isinstance(retrieval, dict) and retrieval.get("kind", "exact") != "exact"
+
+
+def _load_retrieval(
+    path: Path, manifest: dict[str, Any], module: torch.jit.ScriptModule
+) -> ApproximateRetrieval:
+    entry = manifest["retrieval"]
+    breadth = entry.get("breadth")
+    if not isinstance(breadth, int) or breadth < 1:
+        raise ArtifactError(f"{path / MANIFEST_FILE}: retrieval records no search breadth")
+    if not hasattr(module, "item_vectors") or not hasattr(module, "user_vectors"):
+        raise ArtifactError(f"{path / MODEL_FILE} has no item_vectors/user_vectors for its index")
+    with torch.no_grad():
+        item_vectors = module.item_vectors().numpy()
+    return ApproximateRetrieval(read_index(path / INDEX_FILE, breadth), item_vectors)
 
 
 @contextmanager

@@ -37,11 +37,20 @@ from recsys.export.artifact import (
     MODEL_FILE,
     POPULARITY_COL,
     Artifact,
+    checksummed_files,
     load_artifact,
     quiet_jit,
 )
 from recsys.export.metadata import MODEL_TYPE, model_version, report_metrics, training_metrics
 from recsys.export.module import RecommenderModule
+from recsys.export.retrieval import (
+    AUTO_INDEX_ITEMS,
+    INDEX_FILE,
+    build_index,
+    resolve_kind,
+    tune_breadth,
+    write_index,
+)
 from recsys.export.verification import (
     SMOKE_ROWS,
     check_invariants,
@@ -66,7 +75,12 @@ INTERFACE: Final = {
     "explain": "(items int64[B,L]) -> (per_head float32[B,heads,L'], mean float32[B,L']), "
     "L' = min(L, max_len): the last block's attention of the newest position",
     "scores": "(items int64[B,L]) -> float32[B,V+1], column 0 = -inf",
+    "user_vectors": "(items int64[B,L]) -> float32[B,H]: a score is its inner product with an "
+    "item's vector",
+    "item_vectors": "() -> float32[V,H], row r = item r + 1",
 }
+RECALL_USERS: Final = 1000
+"""Held-out histories the index's recall is measured on at export."""
 
 
 def export_artifact(
@@ -76,11 +90,15 @@ def export_artifact(
     overwrite: bool = False,
     metrics: Path | None = None,
     export_format: str = "torchscript",
+    index: str = "auto",
+    min_recall: float = 0.95,
 ) -> Path:
     """Checkpoint + its prepared dataset -> a verified artifact folder at ``out``; returns ``out``.
 
     ``metrics``: an evaluation report (``metrics.json``) of this checkpoint whose numbers go into
-    the manifest. Raises ``ArtifactError`` if the scripted module disagrees with the eager model,
+    the manifest. ``index``: the approximate retrieval index to build (``recsys.export.retrieval``),
+    whose recall@10 against exact scoring must reach ``min_recall``. Raises ``ArtifactError`` if
+    the scripted module disagrees with the eager model or the index falls short,
     ``OutputExistsError`` if ``out`` exists without ``overwrite``; errors name the flag.
     """
     # Lightning comes with the checkpoint reader: imported only when exporting, so that the
@@ -92,8 +110,11 @@ def export_artifact(
         raise ConfigError(
             f"--format {export_format!r}: expected one of {', '.join(EXPORT_FORMATS)}"
         )
+    if not 0.0 < min_recall <= 1.0:
+        raise ConfigError(f"--min-recall must be in (0, 1], got {min_recall}")
     _check_out(out, overwrite, {"--data": data, "--checkpoint": checkpoint})
     dataset = load_prepared(data)
+    index_kind = resolve_kind(index, dataset.num_items)
     module = load_checkpoint(checkpoint, dataset)
     model: SASRec = module.model.eval()
     fingerprint = str(module.hparams.get("dataset_fingerprint") or dataset.fingerprint)
@@ -120,7 +141,11 @@ def export_artifact(
         check_invariants(reloaded, dataset.num_items, model.max_len)
         picks = np.unique(np.linspace(0, len(histories) - 1, SMOKE_ROWS).astype(np.int64))
         smoke = smoke_sample(reloaded, histories[torch.from_numpy(picks)], k)
-        checksums = {name: sha256_file(staging / name) for name in CHECKSUMMED_FILES}
+        retrieval = _retrieval(reloaded, dataset, model.max_len, index, index_kind, min_recall)
+        if index_kind != "exact":
+            write_index(retrieval.pop("index"), staging / INDEX_FILE)
+        names = (*CHECKSUMMED_FILES, INDEX_FILE) if index_kind != "exact" else CHECKSUMMED_FILES
+        checksums = {name: sha256_file(staging / name) for name in names}
         files = {
             name: {"sha256": checksum, "bytes": (staging / name).stat().st_size}
             for name, checksum in checksums.items()
@@ -154,11 +179,51 @@ def export_artifact(
             "interface": INTERFACE,
             "verification": agreement.as_dict(),
             "smoke": smoke,
+            "retrieval": retrieval,
             "files": files,
         }
         write_json(staging / MANIFEST_FILE, manifest)
         load_artifact(staging)  # what the server will do: refuse here rather than there
     return out
+
+
+def _retrieval(
+    scripted: torch.jit.ScriptModule,
+    dataset: PreparedDataset,
+    max_len: int,
+    asked: str,
+    kind: str,
+    min_recall: float,
+) -> dict[str, Any]:
+    """The manifest's ``retrieval`` entry; with an index, also the built index (key ``index``)."""
+    rule = f"--index {asked}" + (
+        f" (an index from {AUTO_INDEX_ITEMS:,} items on; this catalogue has {dataset.num_items:,})"
+        if asked == "auto"
+        else ""
+    )
+    if kind == "exact":
+        return {"kind": "exact", "rule": rule}
+    import faiss
+
+    item_vectors = scripted.item_vectors().numpy()  # [V, H]
+    started = time.perf_counter()
+    built = build_index(kind, item_vectors)
+    build_s = time.perf_counter() - started
+    histories = verification_histories(dataset, max_len, RECALL_USERS)
+    with torch.no_grad():
+        users = torch.cat(
+            [scripted.user_vectors(histories[i : i + 256]) for i in range(0, len(histories), 256)]
+        ).numpy()  # [B, H]
+    tuned = tune_breadth(built, users, item_vectors, min_recall)
+    return {
+        "kind": kind,
+        "rule": rule,
+        "library": f"faiss {faiss.__version__}",
+        "file": INDEX_FILE,
+        "build_s": round(build_s, 2),
+        **tuned,
+        "index": built,
+    }
 
 
 def verify_artifact(path: Path) -> dict[str, Any]:
@@ -185,18 +250,20 @@ def verify_loaded_artifact(artifact: Artifact, started: float | None = None) -> 
         "model_version": artifact.model_version,
         "num_items": artifact.num_items,
         "max_len": artifact.max_len,
-        "checksums": {name: "ok" for name in CHECKSUMMED_FILES},
+        "checksums": {name: "ok" for name in checksummed_files(artifact.manifest)},
         "smoke": smoke,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
-def verification_histories(dataset: PreparedDataset, max_len: int) -> torch.Tensor:
+def verification_histories(
+    dataset: PreparedDataset, max_len: int, size: int | None = None
+) -> torch.Tensor:
     """Real histories to compare scripted and eager on: [B, L] int64, right-aligned.
 
     The held-out test users' histories (else validation's, else training sequences), spread
     over the range of history lengths, up to twice ``max_len`` wide so that truncation to the
-    model's window is exercised too.
+    model's window is exercised too. ``size``: how many (default: by catalogue size, 16 to 256).
     """
     sequences = None
     for split in (C.TEST, C.VALIDATION):
@@ -208,7 +275,8 @@ def verification_histories(dataset: PreparedDataset, max_len: int) -> torch.Tens
         sequences = training_sequences(dataset)
     if len(sequences) == 0:
         raise ArtifactError("the dataset has no user history to verify the export on")
-    size = max(16, min(256, _VERIFY_CELLS // (dataset.num_items + 1)))
+    if size is None:
+        size = max(16, min(256, _VERIFY_CELLS // (dataset.num_items + 1)))
     order = np.argsort(sequences.lengths, kind="stable")
     picks = order[np.unique(np.linspace(0, len(order) - 1, min(size, len(order))).astype(int))]
     rows = [sequences.row(int(i)) for i in picks]

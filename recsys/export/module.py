@@ -103,6 +103,20 @@ class RecommenderModule(nn.Module):
         with torch.no_grad():
             return self._padded_scores(window)[:, : self.num_items + 1].contiguous()
 
+    @torch.jit.export
+    def user_vectors(self, items: Tensor) -> Tensor:
+        """What each row's next item is scored against: [B, L] -> float32 [B, H]; an item's
+        score is the inner product with its row of ``item_vectors`` (what an index searches)."""
+        window = self._window(self._checked("items", items))
+        with torch.no_grad():
+            return self.backbone.last_hidden(window).float()
+
+    @torch.jit.export
+    def item_vectors(self) -> Tensor:
+        """The item embedding, items 1..V: float32 [V, H] (row r is item r + 1)."""
+        weight = self.backbone.item_embedding.weight
+        return weight[1 : self.num_items + 1].detach().float()
+
     def _padded_scores(self, window: Tensor) -> Tensor:
         """[B, L'] -> float32 [B, C]: every item's score as the next one, -inf for padding."""
         scores = self.backbone.score_next(window).float()  # [B, C], column 0 already -inf

@@ -81,9 +81,37 @@ class BatchForward(nn.Module):
         )
 
 
-def script_task(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """The scripted ``BatchForward`` around an artifact's loaded module (~0.1 s)."""
-    return torch.jit.script(BatchForward(model))
+class UserVectorForward(BatchForward):
+    """``BatchForward`` for an artifact with a retrieval index: the task computes each row's
+    user vector (``TaskOutput``'s scores rows, [B, H]; no indices) and the explanations; the
+    caller searches the index with the vectors (``recsys.export.retrieval``)."""
+
+    def run(
+        self,
+        items: list[list[int]],
+        k: int,
+        exclude: list[list[int]],
+        allow: Optional[list[list[int]]],  # noqa: UP045 - TorchScript
+        explain_rows: list[int],
+    ) -> TaskOutput:
+        window = torch.tensor(items, dtype=torch.long)  # [B, W]
+        vectors: list[list[float]] = self.model.user_vectors(window).tolist()  # [B, H]
+        weights: list[list[float]] = []
+        if len(explain_rows) > 0:
+            rows = torch.tensor(explain_rows, dtype=torch.long)
+            mean = self.model.explain(window.index_select(0, rows))[1]  # [B', W]
+            explained: list[list[float]] = mean.tolist()
+            weights = explained
+        indices: list[list[int]] = []
+        return indices, vectors, weights
+
+
+def script_task(
+    model: torch.jit.ScriptModule, user_vectors: bool = False
+) -> torch.jit.ScriptModule:
+    """The scripted ``BatchForward`` (``UserVectorForward`` with ``user_vectors``) around an
+    artifact's loaded module (~0.1 s)."""
+    return torch.jit.script(UserVectorForward(model) if user_vectors else BatchForward(model))
 
 
 WARM_UP_RUNS = 4

@@ -190,3 +190,29 @@ def test_concurrent_requests_share_a_forward_and_get_their_own_answers(
     assert after["batches"] - before["batches"] < len(requests), "no two requests were batched"
     assert after["largest_batch"] > 1
     assert server.run(lambda: server.app.runtime.in_flight) == 0, "a request was never uncounted"
+
+
+def test_a_server_on_an_indexed_artifact_answers_as_the_exact_one(
+    shared_server: ServerHandle, start_server: StartServer, artifacts: Artifacts
+) -> None:
+    indexed = start_server(artifacts.indexed)
+    requests = [
+        pb.RecommendRequest(history=HISTORY, k=10, explain=True),
+        pb.RecommendRequest(history=HISTORY, k=5, exclude=["sku-7", "sku-8"]),
+        pb.RecommendRequest(history=HISTORY, k=5, allow=["sku-4", "sku-5", "sku-6"]),
+    ]
+    explained = indexed.stub.Recommend(requests[0], timeout=5)
+    assert explained.items and explained.items[0].explanation  # explanations keep working
+    for request in requests:
+        exact = shared_server.stub.Recommend(request, timeout=5)
+        approximate = indexed.stub.Recommend(request, timeout=5)
+        assert approximate.source in (pb.SOURCE_MODEL, pb.SOURCE_CACHE)
+        assert ids(approximate) == ids(exact)
+        assert [i.score for i in approximate.items] == pytest.approx(
+            [i.score for i in exact.items], abs=1e-5
+        )
+        for mine, theirs in zip(approximate.items, exact.items, strict=True):
+            assert [(e.item_id, e.position) for e in mine.explanation] == [
+                (e.item_id, e.position) for e in theirs.explanation
+            ]
+    assert not set(ids(indexed.stub.Recommend(requests[1], timeout=5))) & {"sku-7", "sku-8"}

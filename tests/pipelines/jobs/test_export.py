@@ -42,6 +42,24 @@ def test_export_writes_the_artifact_and_its_summary(
 
 
 @pytest.mark.slow
+def test_export_with_an_index_reports_its_recall(
+    trained: tuple[Path, Path], run_recsys: RunRecsys, tmp_path: Path
+) -> None:
+    data, checkpoint = trained
+    out = tmp_path / "artifact"
+    result = run_recsys(
+        "export", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
+        "--index", "hnsw", "--min-recall", "0.9",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (out / "index.faiss").is_file()
+    retrieval = json.loads((out / "manifest.json").read_text())["retrieval"]
+    assert retrieval["kind"] == "hnsw" and retrieval["recall_at_10"] >= 0.9
+    assert "hnsw index" in result.stderr and "recall@10" in result.stderr
+    assert run_recsys("export", "--verify", str(out)).returncode == 0
+
+
+@pytest.mark.slow
 def test_verify_says_a_sound_artifact_is_sound(
     exported: tuple[Path, subprocess.CompletedProcess[str]], run_recsys: RunRecsys
 ) -> None:
@@ -85,6 +103,10 @@ def test_verify_refuses_a_tampered_artifact(
         (["--verify", "{out}", "--out", "{out}"], "error: --verify checks an existing artifact: "
          "drop --out"),
         (["--verify", "{out}"], "is not a model artifact: no such folder"),
+        (["--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{out}", "--index", "annoy"],
+         "(--index): expected one of"),
+        (["--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{out}", "--min-recall", "1.5"],
+         "min_recall (--min-recall)"),
     ],
 )  # fmt: skip
 def test_user_errors(

@@ -70,3 +70,10 @@ def checkpoint_report(
     out = tmp_path_factory.mktemp("export-report") / "ckpt"
     report = run_evaluate(settings, exported.data, out, checkpoint=exported.checkpoint)
     return CheckpointReport(settings=settings, report=report, metrics=out / "metrics.json")
+
+
+@pytest.fixture(scope="session")
+def indexed(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The exported checkpoint again, as an artifact with an IVF retrieval index."""
+    out = tmp_path_factory.mktemp("export-indexed") / "artifact"
+    return export_artifact(exported.checkpoint, exported.data, out, index="ivf")

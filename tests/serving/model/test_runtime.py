@@ -58,6 +58,26 @@ def test_a_batch_answers_each_job_as_if_alone(snapshot: ModelSnapshot) -> None:
     assert together[0].explanation is None
 
 
+def test_an_indexed_model_answers_as_the_exact_one(
+    snapshot: ModelSnapshot, artifacts: Artifacts
+) -> None:
+    indexed = load_snapshot(artifacts.indexed)
+    assert indexed.retrieval is not None and snapshot.retrieval is None
+    jobs = [
+        _job([1, 2, 3], 5, exclude=[1, 2, 3]),
+        _job(list(range(1, 30)), 10, exclude=list(range(1, 30)), explain=True),
+        _job([4], 7, exclude=[9]),
+    ]
+    for exact, approximate in zip(
+        run_batch(snapshot, jobs, 10), run_batch(indexed, jobs, 10), strict=True
+    ):
+        assert approximate.indices == exact.indices
+        assert approximate.scores == pytest.approx(exact.scores, abs=1e-5)
+        assert approximate.explanation == exact.explanation
+    allowed = [_job([1, 2], 5, allow=[3, 4, 1])]  # allow-lists are scored exactly
+    assert run_batch(indexed, allowed, 10)[0].indices == run_batch(snapshot, allowed, 10)[0].indices
+
+
 def test_fewer_eligible_items_than_k_returns_fewer(snapshot: ModelSnapshot) -> None:
     (result,) = run_batch(snapshot, [_job([1, 2], 5, allow=[3, 4, 1])], explain_top=10)
     assert sorted(result.indices) == [1, 3, 4]
