@@ -108,6 +108,12 @@ class TrainConfig(Config):
     val_negatives: int = Field(
         100, ge=1, description="sampled validation: negatives per user (the paper: 100)."
     )
+    val_users: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Validate on a seeded uniform sample of this many users (the same every "
+        "epoch); auto: every user while users x items stays under about 4 billion scores, "
+        "else as many as fit that (at least 10,000) (recsys.training.recipe).",
+    )
     check_val_every_n_epoch: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="Validate every n epochs; auto: after the first epoch, as often as keeps "

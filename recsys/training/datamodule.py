@@ -10,7 +10,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from recsys.data import (
-    FlatSequences,
     HeldOutTargets,
     LengthBucketBatchSampler,
     PreparedDataset,
@@ -47,7 +46,9 @@ class SequenceDataModule(pl.LightningDataModule):
 
     With ``val_negatives``, validation follows the sampled protocol: each validation user's
     target is ranked against that many items it never interacted with, drawn once (seeded) so
-    every epoch is measured on the same candidates.
+    every epoch is measured on the same candidates. With ``val_users``, validation ranks for a
+    seeded uniform sample of that many users (the same every epoch), so that validating a
+    million-user log does not cost hours.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class SequenceDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         val_negatives: int | None = None,
+        val_users: int | None = None,
     ) -> None:
         super().__init__()
         self.max_len = max_len
@@ -70,12 +72,14 @@ class SequenceDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         all_training = training_sequences(dataset)
         keep = np.flatnonzero(all_training.lengths >= 2)  # one item alone has no target
-        self.train_sequences = _subset(all_training, keep)
+        self.train_sequences = all_training.select(keep)
         if len(self.train_sequences) == 0:
             raise DataError("no user has two training events: nothing to learn from")
         self.validation = held_out_targets(dataset, C.VALIDATION)
         if len(self.validation.targets) == 0:
             raise DataError("the validation split is empty: nothing to select a model on")
+        if val_users is not None:
+            self.validation = self.validation.sample(val_users, seed)
         self.num_items = dataset.num_items
         self.val_candidates: np.ndarray | None = None  # [N, 1 + n]
         if val_negatives is not None:
@@ -159,13 +163,3 @@ def evaluation_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
-
-
-def _subset(sequences: FlatSequences, rows: np.ndarray) -> FlatSequences:
-    lengths = sequences.lengths[rows]
-    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    items = (
-        np.concatenate([sequences.row(int(i)) for i in rows]) if len(rows) else sequences.items[:0]
-    )
-    return FlatSequences(items, offsets)

@@ -25,6 +25,10 @@ default in ``TrainConfig``):
   it; a CPU with AVX512-BF16 or AMX instructions, where its matrix products run several times
   faster than in float32 at the same quality, ``bench/results/recipe_levers.md``), float32
   elsewhere. Weights, optimiser state and the exported model stay float32.
+- ``val_users``: every validation user while users x items stays under ``VALIDATION_SCORES``
+  (validation ranks the whole catalogue for each user, every time it runs), else a seeded sample
+  that fits it, at least ``MIN_VAL_USERS`` (a bootstrap interval of NDCG@10 over 10,000 users is
+  narrow enough to tell epochs apart).
 - ``check_val_every_n_epoch``: decided after the first epoch by ``AdaptiveValidation``.
 """
 
@@ -39,6 +43,7 @@ from typing import Any, Final
 import torch
 
 from recsys.data import PreparedDataset
+from recsys.data import columns as C
 from recsys.training.config import TrainConfig
 
 MIN_MAX_LEN: Final = 50
@@ -49,6 +54,8 @@ DENSE_DROPOUT: Final = 0.2
 CPU_NEGATIVES: Final = 4096
 GPU_NEGATIVES: Final = 16384
 DEFAULT_MINUTES: Final = 15.0
+VALIDATION_SCORES: Final = 1 << 32
+MIN_VAL_USERS: Final = 10_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,13 @@ def auto_precision(on_gpu: bool) -> tuple[str, str]:
     if native_bf16_cpu():
         return "bf16-mixed", "a CPU with bf16 instructions (avx512_bf16 or amx_bf16)"
     return "32-true", "a CPU without bf16 instructions"
+
+
+def len_validation_users(dataset: PreparedDataset) -> int:
+    """Users with a validation event (an upper bound on those validation ranks)."""
+    frame = dataset.interactions
+    users = frame.get_column(C.USER_IDX).filter(frame.get_column(C.SPLIT) == C.VALIDATION)
+    return int(users.n_unique())
 
 
 def resolve_recipe(
@@ -149,6 +163,23 @@ def resolve_recipe(
     if config.max_minutes == "auto":
         updates["max_minutes"] = DEFAULT_MINUTES
         choices.append(Choice("max_minutes", DEFAULT_MINUTES, "the default time budget"))
+    if config.val_users == "auto":
+        users = len_validation_users(dataset)
+        fits = max(MIN_VAL_USERS, VALIDATION_SCORES // (dataset.num_items + 1))
+        updates["val_users"] = min(users, fits)
+        choices.append(
+            Choice(
+                "val_users",
+                updates["val_users"],
+                f"{users:,} validation users x {dataset.num_items:,} items "
+                + (
+                    f"<= {VALIDATION_SCORES:,} scores: all of them"
+                    if users <= fits
+                    else f"> {VALIDATION_SCORES:,} scores: a seeded sample that fits "
+                    f"(at least {MIN_VAL_USERS:,})"
+                ),
+            )
+        )
     if config.precision == "auto":
         precision, rule = auto_precision(on_gpu)
         updates["precision"] = precision

@@ -158,6 +158,7 @@ def train(
         num_workers=config.num_workers,
         pin_memory=on_gpu,
         val_negatives=config.val_negatives if config.val_protocol == "sampled" else None,
+        val_users=int(config.val_users),  # resolved by the recipe
     )
     module = SASRecModule(
         model=backbone.to_dict(),

@@ -36,8 +36,10 @@ def test_sparse_short_histories_get_the_sparse_rules() -> None:
         "loss",
         "max_minutes",
         "precision",
+        "val_users",
     }
     assert all(c.rule for c in choices)
+    assert config.val_users == 60  # every validation user
 
 
 def test_long_histories_get_a_longer_window_and_less_dropout() -> None:
@@ -55,14 +57,35 @@ def test_a_catalogue_larger_than_the_negatives_is_sampled() -> None:
     assert "5,000 items > 4,096 negatives" in next(c.rule for c in choices if c.key == "loss")
 
 
+def test_validation_samples_users_only_where_ranking_them_all_is_too_dear(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset = _dataset(events_per_user=8, users=1000, items=5000)
+    monkeypatch.setattr(recipe, "VALIDATION_SCORES", 1000 * 5001 - 1)  # just too many
+    monkeypatch.setattr(recipe, "MIN_VAL_USERS", 10)
+    config, choices = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
+    assert config.val_users == 999
+    assert "a seeded sample that fits" in next(c.rule for c in choices if c.key == "val_users")
+    monkeypatch.setattr(recipe, "MIN_VAL_USERS", 1000)
+    config, _ = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
+    assert config.val_users == 1000  # never fewer than the minimum
+
+
 def test_keys_the_user_set_are_kept() -> None:
     dataset = _dataset(events_per_user=8)
     given = TrainConfig.build(
-        {"max_len": 30, "dropout": 0.1, "loss": "bce", "max_minutes": None, "precision": "32-true"}
+        {
+            "max_len": 30,
+            "dropout": 0.1,
+            "loss": "bce",
+            "max_minutes": None,
+            "precision": "32-true",
+            "val_users": 20,
+        }
     )
     config, choices = resolve_recipe(given, dataset, on_gpu=False)  # type: ignore[arg-type]
     assert (config.model.max_len, config.model.dropout, config.loss) == (30, 0.1, "bce")
-    assert config.max_minutes is None
+    assert config.max_minutes is None and config.val_users == 20
     assert {c.key for c in choices} == {"num_negatives"}
 
 

@@ -347,3 +347,19 @@ def test_the_summary_says_why_the_run_stopped(
     assert summary["stopped_by"] == reason
     assert summary["stopped_early"] == (reason == "early_stopping")
     assert summary["epochs_trained"] < 6
+
+
+def test_validation_on_a_user_sample_keeps_the_same_users_every_epoch(
+    synthetic_data: Path,
+) -> None:
+    from recsys.data import load_prepared
+
+    dataset = load_prepared(synthetic_data)
+    whole = SequenceDataModule(dataset, 20, 64, 64, seed=0)
+    sample = SequenceDataModule(dataset, 20, 64, 64, seed=0, val_users=30, val_negatives=10)
+    again = SequenceDataModule(dataset, 20, 64, 64, seed=0, val_users=30)
+    assert len(sample.validation.targets) == 30 < len(whole.validation.targets)
+    assert set(sample.validation.user_indices) <= set(whole.validation.user_indices)
+    assert (sample.validation.user_indices == again.validation.user_indices).all()
+    assert sample.val_candidates is not None and len(sample.val_candidates) == 30
+    assert len(list(sample.val_dataloader())) == 1  # 30 users, batches of 64
