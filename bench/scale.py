@@ -293,19 +293,24 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000, help="test users evaluated")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "results")
     args = parser.parse_args()
-    from recsys.io import atomic_write_text, write_json
-
     store = args.results / f"{STEM}.json"
     previous = json.loads(store.read_text())["rows"] if store.is_file() else []
     rows = {row["size"]: row for row in previous}
     for name in args.size or ["10k", "100k"]:
         rows[name] = run_size(name, args.train_minutes, args.users)
+        _write(list(rows.values()), args.results)  # each size kept as soon as it is measured
         log(f"{name} done")
-    ordered = sorted(rows.values(), key=lambda row: row["items"])
+    log(f"wrote {args.results / STEM}.{{json,md,png}}")
+
+
+def _write(rows: list[dict[str, Any]], results: Path) -> None:
+    from recsys.io import atomic_write_text, write_json
+
+    ordered = sorted(rows, key=lambda row: row["items"])
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     host = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_json(store, {"updated": stamp, "host": host, "rows": ordered})
+    results.mkdir(parents=True, exist_ok=True)
+    write_json(results / f"{STEM}.json", {"updated": stamp, "host": host, "rows": ordered})
     lines = _markdown(ordered)
     lines += [
         "",
@@ -313,9 +318,8 @@ def main() -> None:
         "",
         f"Updated {stamp} on {host}. Reproduce: `.venv/bin/python bench/scale.py --size NAME`.",
     ]
-    atomic_write_text(args.results / f"{STEM}.md", "\n".join(lines) + "\n")
-    _plot(ordered, args.results / f"{STEM}.png")
-    log(f"wrote {args.results / STEM}.{{json,md,png}}")
+    atomic_write_text(results / f"{STEM}.md", "\n".join(lines) + "\n")
+    _plot(ordered, results / f"{STEM}.png")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def build_index(kind: str, item_vectors: np.ndarray, seed: int = 0) -> Any:
         quantizer = faiss.IndexFlatIP(width)
         index = faiss.IndexIVFFlat(quantizer, width, cells, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
-        sample = vectors[rng.choice(count, min(count, 256 * cells), replace=False)]
+        sample = vectors[rng.choice(count, min(count, 64 * cells), replace=False)]
         index.cp.seed = seed
         index.train(sample)
     else:
