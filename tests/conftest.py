@@ -4,6 +4,7 @@ the serving parts of ``tests/servers.py`` (for the serving and the command-line 
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,19 @@ from tests.servers import (
 )
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers started without --redis-url persist their embedded Redis under $XDG_DATA_HOME:
+    the tests' (and their subprocesses') go to a folder of the session, not the user's home."""
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
 
 
 @pytest.fixture(autouse=True)

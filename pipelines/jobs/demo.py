@@ -137,7 +137,8 @@ def run_serving_demo(artifact: Path, data: Path) -> DemoAnswers:
 
 
 async def _demo(artifact: Path, data: Path) -> DemoAnswers:
-    app = RecommenderApp(ServeConfig(port=0, grace_s=2.0), artifact)
+    # The demo's store is throwaway: nothing persisted, so a second demo starts from scratch.
+    app = RecommenderApp(ServeConfig(port=0, grace_s=2.0, redis_dir="none"), artifact)
     port = await app.start()
     try:
         console.print(

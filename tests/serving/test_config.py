@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,3 +46,16 @@ def test_defaults_are_valid() -> None:
     config = ServeConfig()
     assert config.redis_url is None  # embedded Redis
     assert config.port == 50051
+
+
+def test_the_embedded_redis_folder_defaults_to_the_user_data_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert ServeConfig().embedded_redis_dir() == tmp_path / "recsys" / "redis"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert ServeConfig().embedded_redis_dir() == Path.home() / ".local/share/recsys/redis"
+    assert ServeConfig(redis_dir="none").embedded_redis_dir() is None
+    assert ServeConfig(redis_dir=str(tmp_path / "x")).embedded_redis_dir() == tmp_path / "x"
+    with pytest.raises(ConfigError, match="--redis-dir must not be empty"):
+        ServeConfig(redis_dir="")

@@ -94,3 +94,52 @@ def test_serve_process_reloads_on_sighup_and_drains_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _start_serve(artifact: Path, port: int, log: Path, data_home: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--artifact", str(artifact)]
+    command += ["--port", str(port), "--redis-fsync", "always"]
+    environment = {**os.environ, "XDG_DATA_HOME": str(data_home)}
+    with log.open("wb") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=environment)
+
+
+@pytest.mark.slow
+def test_the_default_store_keeps_acknowledged_writes_through_a_kill(
+    artifacts: Artifacts, tmp_path: Path
+) -> None:
+    """kill -9 of the server (its embedded Redis gets SIGTERM from the kernel): every write it
+    acknowledged is there when it starts again; a clean stop leaves no temporary folder."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    process = _start_serve(artifacts.first, port, first_log, tmp_path / "home")
+    try:
+        _wait_serving(target, process, first_log)
+        assert f"persisted to {tmp_path / 'home' / 'recsys' / 'redis'}" in first_log.read_text()
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            for index in range(20):
+                stub.RecordInteractions(
+                    pb.RecordInteractionsRequest(user_id="durable", item_ids=[f"sku-{index}"]),
+                    timeout=5,
+                )
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    process = _start_serve(artifacts.first, port, second_log, tmp_path / "home")
+    try:
+        _wait_serving(target, process, second_log)
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            history = stub.GetUserHistory(pb.GetUserHistoryRequest(user_id="durable"), timeout=5)
+        assert list(history.item_ids) == [f"sku-{index}" for index in range(20)]
+        assert history.history_version == 20
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    socket_path = second_log.read_text().split("unix://")[1].split(",")[0].split()[0]
+    assert not Path(socket_path).parent.exists()
