@@ -24,8 +24,9 @@ repeated request is answered without a round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,19 +170,59 @@ class FeatureStore:
                     await self.client.ping()
             except (redis.RedisError, *_CONNECTION_ERRORS):
                 continue
+            # Redis is back: connections opened before the outage are dead, drop them now.
+            with contextlib.suppress(Exception):
+                await self.client.connection_pool.disconnect(inuse_connections=False)
             self._mark_up()
 
-    async def _run(self, call: Any) -> Any:
-        """Await one Redis call; connection failures mark the store down and raise."""
+    async def _run(self, call: Callable[[], Awaitable[Any]], idempotent: bool) -> Any:
+        """Await one Redis call (``call()`` makes it); failures raise ``FeatureStoreUnavailable``.
+
+        A broken connection is not yet an outage: after Redis restarts, every connection the
+        pool holds is dead, and each would fail once, marking the store down and up again
+        (flapping, failing requests while Redis is healthy). So the pool's idle connections are
+        dropped and a fresh one pings: if Redis answers, an idempotent call (a read) is made
+        again, and a write fails alone (it may not be repeated: it might have been applied) with
+        the store still up; only if the ping fails too is the store marked down.
+        """
         try:
-            async with asyncio.timeout(self._timeout_s):
-                result = await call
+            return await self._call(call)
+        except (redis.RedisError, *_CONNECTION_ERRORS) as err:
+            if isinstance(err, redis.ResponseError):
+                raise FeatureStoreUnavailable(f"feature store error: {_describe(err)}") from err
+            if not await self._fresh_connection_answers():
+                self._mark_down(err)
+                raise FeatureStoreUnavailable(
+                    f"feature store unreachable: {_describe(err)}"
+                ) from err
+            if not idempotent:
+                raise FeatureStoreUnavailable(
+                    f"feature store connection lost during a write ({_describe(err)}); "
+                    "Redis answers again: retry"
+                ) from err
+        try:
+            return await self._call(call)
         except (redis.RedisError, *_CONNECTION_ERRORS) as err:
             if not isinstance(err, redis.ResponseError):
                 self._mark_down(err)
             raise FeatureStoreUnavailable(f"feature store unreachable: {_describe(err)}") from err
+
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        async with asyncio.timeout(self._timeout_s):
+            result = await call()
         self._mark_up()
         return result
+
+    async def _fresh_connection_answers(self) -> bool:
+        """Drop the pool's idle connections (after a restart they are all dead) and ping."""
+        with contextlib.suppress(Exception):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self.client.ping()
+        except (redis.RedisError, *_CONNECTION_ERRORS):
+            return False
+        return True
 
     async def _batched(self, *args: Any, on_reply: Callable[[Any], None] | None = None) -> Any:
         """One hot-path command on the pipelined connection."""
@@ -276,7 +317,7 @@ class FeatureStore:
         pipe.incr(self.keys.version(user_id))
         pipe.llen(history_key)
         try:
-            _, _, version, length = await self._run(pipe.execute())
+            _, _, version, length = await self._run(pipe.execute, idempotent=False)
         finally:
             # At once, not when Redis's push arrives: the caller's next request must see it.
             # Also on failure: the write may have been applied before the connection broke.
@@ -286,10 +327,14 @@ class FeatureStore:
 
     async def history(self, user_id: str, limit: int = 0) -> tuple[list[str], int]:
         """(stored history, oldest first, the newest ``limit`` if > 0; its version)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(self.keys.version(user_id))
-        pipe.lrange(self.keys.history(user_id), -limit if limit > 0 else 0, -1)
-        version, items = await self._run(pipe.execute())
+
+        def read() -> Awaitable[Any]:  # a fresh pipeline for each try: execute() empties one
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(self.keys.version(user_id))
+            pipe.lrange(self.keys.history(user_id), -limit if limit > 0 else 0, -1)
+            return pipe.execute()
+
+        version, items = await self._run(read, idempotent=True)
         return [item.decode() for item in items], int(version or 0)
 
     async def close(self) -> None:

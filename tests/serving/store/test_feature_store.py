@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from serving.errors import FeatureStoreUnavailable
+from serving.store.embedded_redis import EmbeddedRedis, free_port
 from serving.store.feature_store import FeatureStore
 from tests.serving.store.stores import with_stores
 
@@ -52,3 +56,60 @@ def test_cached_answers_expire(redis_url: str, namespace: str) -> None:
         return await store.get_cached(key)
 
     assert with_stores(redis_url, namespace, body) is None
+
+
+def test_a_redis_restart_costs_no_outage_and_no_repeated_write() -> None:
+    """After a restart every pooled connection is dead: reads are made again on a fresh one,
+    a write fails alone (never repeated: it might have been applied) and the store never
+    declares itself down while Redis answers."""
+    port = free_port()
+    server = EmbeddedRedis(port=port).start()
+    changes: list[bool] = []
+
+    async def body() -> None:
+        store = FeatureStore(server.url, "restart", 50, 0.5, 0.2, on_availability=changes.append)
+        try:
+            await asyncio.gather(*(store.append(f"u{i}", ["a"]) for i in range(4)))  # 4 in pool
+            server.stop()
+            server.start()  # no persistence: empty again
+            assert (
+                await asyncio.gather(*(store.history(f"u{i}") for i in range(4))) == [([], 0)] * 4
+            )
+            await asyncio.gather(*(store.history(f"u{i}") for i in range(4)))
+            writes = await asyncio.gather(
+                *(store.append(f"u{i}", ["b"]) for i in range(4)), return_exceptions=True
+            )
+            for outcome in writes:
+                assert outcome == (1, 1) or "Redis answers again: retry" in str(outcome)
+            assert await store.append("u0", ["c"]) in ((1, 1), (2, 2))
+            assert store.available
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.close()
+    assert changes == []
+
+
+def test_a_redis_that_is_gone_marks_the_store_down() -> None:
+    server = EmbeddedRedis(port=free_port()).start()
+    changes: list[bool] = []
+
+    async def body() -> None:
+        store = FeatureStore(server.url, "gone", 50, 0.5, 0.2, on_availability=changes.append)
+        try:
+            await store.append("u", ["a"])
+            server.stop()
+            with pytest.raises(FeatureStoreUnavailable, match="unreachable"):
+                await store.history("u")
+            assert not store.available
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.close()
+    assert changes == [False]
