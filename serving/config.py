@@ -37,6 +37,9 @@ class ServeConfig(Config):
     """Embedded Redis with a --redis-dir: always: a write is on disk before it is acknowledged
     (nothing acknowledged is lost, slower writes); everysec: a crash may lose about the last
     second of acknowledged writes."""
+    dedup_window_s: float = 86_400.0
+    """How long RecordInteractions remembers a user's event ids (and at most the newest 10,000
+    per user): a retry within it never appends the same event twice."""
     namespace: str = "recsys"
     """Prefix of every Redis key, so several deployments (or tests) can share one Redis."""
 
@@ -123,7 +126,12 @@ class ServeConfig(Config):
         for name in ("max_wait_ms", "read_hold_ms", "cache_ttl_s", "grace_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("redis_timeout_s", "redis_retry_interval_s", "watch_interval_s"):
+        for name in (
+            "redis_timeout_s",
+            "redis_retry_interval_s",
+            "watch_interval_s",
+            "dedup_window_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{flag(name)} must be > 0, got {getattr(self, name)!r}")
         if self.read_hold_ms / 1000.0 >= self.redis_timeout_s / 2:

@@ -176,6 +176,7 @@ class RecommenderApp:
             on_availability=self._feature_store_health,
             near_cache_size=config.near_cache_size,
             near_cache_ttl_s=config.cache_ttl_s,
+            dedup_window_s=config.dedup_window_s,
         )
         if not await self._store.check():
             log.warning(

@@ -61,13 +61,14 @@ class RecommenderService(pb_grpc.RecommenderServicer):
     async def RecordInteractions(  # noqa: N802
         self, request: pb.RecordInteractionsRequest, context: Context
     ) -> pb.RecordInteractionsResponse:
-        user_id, item_ids = parse_record(request, self.config)
-        version, length = await self.engine.store.append(user_id, item_ids)
+        user_id, item_ids, event_ids = parse_record(request, self.config)
+        version, length, duplicates = await self.engine.store.append(user_id, item_ids, event_ids)
         _, unknown = self.engine.runtime.snapshot.to_indices(item_ids)
         return pb.RecordInteractionsResponse(
             history_version=version,
             history_length=length,
             unknown_item_ids=list(dict.fromkeys(unknown)),
+            duplicate_events=duplicates,
         )
 
     async def GetUserHistory(  # noqa: N802

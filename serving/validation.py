@@ -113,11 +113,22 @@ def parse_batch(request: pb.RecommendBatchRequest, config: ServeConfig) -> list[
 
 def parse_record(
     request: pb.RecordInteractionsRequest, config: ServeConfig
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], list[str]]:
+    """(user id, item ids, event ids: one per item, or none)."""
     user_id = check_id(request.user_id, "user_id", config)
     if not request.item_ids:
         raise InvalidArgument("item_ids", "must hold at least one item id")
-    return user_id, check_ids(request.item_ids, "item_ids", config)
+    item_ids = check_ids(request.item_ids, "item_ids", config)
+    event_ids: list[str] = []
+    if request.event_ids:
+        if len(request.event_ids) != len(request.item_ids):
+            raise InvalidArgument(
+                "event_ids",
+                f"must hold one id per item ({len(request.item_ids)}), got "
+                f"{len(request.event_ids)}",
+            )
+        event_ids = check_ids(request.event_ids, "event_ids", config)
+    return user_id, item_ids, event_ids
 
 
 def parse_history_request(

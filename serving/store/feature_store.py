@@ -54,6 +54,35 @@ return {version, false, redis.call('LRANGE', KEYS[2], 0, -1)}
 Returns {version, cached answer} on a hit, {version, nil, history} otherwise."""
 
 
+MAX_EVENT_IDS = 10_000
+"""Event ids remembered per user at most (the newest), whatever the window."""
+
+_APPEND_NEW_EVENTS = """
+-- KEYS: history, version, event ids. ARGV: max_history, window_ms, max_ids, n, n items, n ids.
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window, n = tonumber(ARGV[2]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - window)
+local fresh = {}
+for i = 1, n do
+  if redis.call('ZADD', KEYS[3], 'NX', now_ms, ARGV[4 + n + i]) == 1 then
+    fresh[#fresh + 1] = ARGV[4 + i]
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[3]) - 1)
+redis.call('PEXPIRE', KEYS[3], window)
+local version
+if #fresh > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(fresh))
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+  version = redis.call('INCR', KEYS[2])
+else
+  version = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+return {version, redis.call('LLEN', KEYS[1]), n - #fresh}
+"""
+
+
 class FeatureKeys:
     """The key scheme, shared by the server and ``recsys load-features``."""
 
@@ -65,6 +94,10 @@ class FeatureKeys:
 
     def version(self, user_id: str) -> str:
         return f"{self.namespace}:v:{{{user_id}}}"
+
+    def event_ids(self, user_id: str) -> str:
+        """The user's recently recorded event ids (a sorted set scored by time)."""
+        return f"{self.namespace}:e:{{{user_id}}}"
 
     def result_prefix(self, user_id: str | None, model_version: str, options: str) -> str:
         """The result key without the history version (appended by the reader)."""
@@ -112,6 +145,7 @@ class FeatureStore:
         on_availability: Callable[[bool], None] | None = None,
         near_cache_size: int = 0,
         near_cache_ttl_s: float = 0.0,
+        dedup_window_s: float = 86_400.0,
     ) -> None:
         self.client: aioredis.Redis = async_client(url, timeout_s)
         self.keys = FeatureKeys(namespace)
@@ -125,6 +159,8 @@ class FeatureStore:
             url, timeout_s, on_invalidate=self.near.forget if self.near is not None else None
         )
         self._on_availability = on_availability
+        self.dedup_window_s = dedup_window_s
+        self._append_new = self.client.register_script(_APPEND_NEW_EVENTS)
         self.available = True
         self._probe: asyncio.Task[None] | None = None
 
@@ -308,22 +344,43 @@ class FeatureStore:
 
     # -- writes and reads off the hot path ---------------------------------------------------
 
-    async def append(self, user_id: str, item_ids: Sequence[str]) -> tuple[int, int]:
-        """Append events atomically (MULTI: RPUSH, LTRIM, INCR); returns (version, length)."""
+    async def append(
+        self, user_id: str, item_ids: Sequence[str], event_ids: Sequence[str] = ()
+    ) -> tuple[int, int, int]:
+        """Append events atomically; returns (version, length, duplicates).
+
+        Without ``event_ids``: MULTI (RPUSH, LTRIM, INCR). With them (one per item): one Lua
+        script, so that nothing runs between the check and the append, skips every event whose
+        id was recorded for this user within the dedup window (and repeats within the call),
+        appends the rest and bumps the version only if any was new (``_APPEND_NEW_EVENTS``).
+        """
         history_key = self.keys.history(user_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(history_key, *item_ids)
-        pipe.ltrim(history_key, -self.max_history, -1)
-        pipe.incr(self.keys.version(user_id))
-        pipe.llen(history_key)
+        version_key = self.keys.version(user_id)
+
+        def write() -> Awaitable[Any]:
+            if event_ids:
+                keys = [history_key, version_key, self.keys.event_ids(user_id)]
+                window_ms = int(self.dedup_window_s * 1000)
+                arguments = [self.max_history, window_ms, MAX_EVENT_IDS, len(item_ids)]
+                return self._append_new(keys, [*arguments, *item_ids, *event_ids])
+            pipe = self.client.pipeline(transaction=True)
+            pipe.rpush(history_key, *item_ids)
+            pipe.ltrim(history_key, -self.max_history, -1)
+            pipe.incr(version_key)
+            pipe.llen(history_key)
+            return pipe.execute()
+
         try:
-            _, _, version, length = await self._run(pipe.execute, idempotent=False)
+            reply = await self._run(write, idempotent=False)
         finally:
             # At once, not when Redis's push arrives: the caller's next request must see it.
             # Also on failure: the write may have been applied before the connection broke.
             if self.near is not None:
-                self.near.forget([self.keys.version(user_id).encode()])
-        return int(version), int(length)
+                self.near.forget([version_key.encode()])
+        if event_ids:
+            version, length, duplicates = reply
+            return int(version), int(length), int(duplicates)
+        return int(reply[2]), int(reply[3]), 0
 
     async def history(self, user_id: str, limit: int = 0) -> tuple[list[str], int]:
         """(stored history, oldest first, the newest ``limit`` if > 0; its version)."""

@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
 from recsys.export import load_artifact
@@ -216,3 +217,24 @@ def test_a_server_on_an_indexed_artifact_answers_as_the_exact_one(
                 (e.item_id, e.position) for e in theirs.explanation
             ]
     assert not set(ids(indexed.stub.Recommend(requests[1], timeout=5))) & {"sku-7", "sku-8"}
+
+
+def test_a_retried_record_with_event_ids_is_stored_once(shared_server: ServerHandle) -> None:
+    stub = shared_server.stub
+    request = pb.RecordInteractionsRequest(
+        user_id="retrier", item_ids=["sku-1", "sku-2"], event_ids=["click-1", "click-2"]
+    )
+    first = stub.RecordInteractions(request, timeout=5)
+    retried = stub.RecordInteractions(request, timeout=5)
+    assert (first.history_version, first.duplicate_events) == (1, 0)
+    assert (retried.history_version, retried.history_length) == (1, 2)
+    assert retried.duplicate_events == 2
+    history = stub.GetUserHistory(pb.GetUserHistoryRequest(user_id="retrier"), timeout=5)
+    assert list(history.item_ids) == ["sku-1", "sku-2"]
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.RecordInteractions(
+            pb.RecordInteractionsRequest(user_id="retrier", item_ids=["a", "b"], event_ids=["x"]),
+            timeout=5,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "event_ids" in (refused.value.details() or "")

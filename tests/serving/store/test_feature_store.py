@@ -14,8 +14,8 @@ from tests.serving.store.stores import with_stores
 
 def test_append_caps_the_history_and_bumps_the_version(redis_url: str, namespace: str) -> None:
     async def body(store: FeatureStore) -> None:
-        assert await store.append("u", ["a", "b", "c"]) == (1, 3)
-        assert await store.append("u", ["d", "e"]) == (2, 4)
+        assert await store.append("u", ["a", "b", "c"]) == (1, 3, 0)
+        assert await store.append("u", ["d", "e"]) == (2, 4, 0)
         assert await store.history("u") == (["b", "c", "d", "e"], 2)
         assert await store.history("u", limit=2) == (["d", "e"], 2)
         assert await store.history("someone-else") == ([], 0)
@@ -80,8 +80,8 @@ def test_a_redis_restart_costs_no_outage_and_no_repeated_write() -> None:
                 *(store.append(f"u{i}", ["b"]) for i in range(4)), return_exceptions=True
             )
             for outcome in writes:
-                assert outcome == (1, 1) or "Redis answers again: retry" in str(outcome)
-            assert await store.append("u0", ["c"]) in ((1, 1), (2, 2))
+                assert outcome == (1, 1, 0) or "Redis answers again: retry" in str(outcome)
+            assert await store.append("u0", ["c"]) in ((1, 1, 0), (2, 2, 0))
             assert store.available
         finally:
             await store.close()
@@ -113,3 +113,41 @@ def test_a_redis_that_is_gone_marks_the_store_down() -> None:
     finally:
         server.close()
     assert changes == [False]
+
+
+def test_event_ids_make_a_retried_write_append_nothing_twice(
+    redis_url: str, namespace: str
+) -> None:
+    async def body(store: FeatureStore) -> None:
+        assert await store.append("u", ["a", "b"], ["e1", "e2"]) == (1, 2, 0)
+        assert await store.append("u", ["a", "b"], ["e1", "e2"]) == (1, 2, 2)  # the retry
+        assert await store.append("u", ["b", "c"], ["e2", "e3"]) == (2, 3, 1)  # one new
+        assert await store.append("u", ["d", "d"], ["e4", "e4"]) == (3, 4, 1)  # repeat in call
+        assert await store.history("u") == (["a", "b", "c", "d"], 3)
+        assert await store.append("v", ["a"], ["e1"]) == (1, 1, 0)  # ids are per user
+        assert await store.append("u", ["x"]) == (4, 4, 0)  # no ids: always appended (cap 4)
+
+    with_stores(redis_url, namespace, body)
+
+
+def test_event_ids_are_forgotten_after_the_window(redis_url: str, namespace: str) -> None:
+    async def body(store: FeatureStore) -> None:
+        store.dedup_window_s = 0.2
+        assert await store.append("u", ["a"], ["e1"]) == (1, 1, 0)
+        await asyncio.sleep(0.3)
+        assert await store.append("u", ["a"], ["e1"]) == (2, 2, 0)  # out of the window
+        ttl_ms = await store.client.pttl(store.keys.event_ids("u"))
+        assert 0 < ttl_ms <= 200  # the id set expires with the window: no key left behind
+
+    with_stores(redis_url, namespace, body)
+
+
+def test_concurrent_retries_of_one_write_append_it_once(redis_url: str, namespace: str) -> None:
+    async def body(store: FeatureStore) -> None:
+        outcomes = await asyncio.gather(
+            *(store.append("u", ["a", "b"], ["e1", "e2"]) for _ in range(8))
+        )
+        assert sorted(outcome[2] for outcome in outcomes) == [0] + [2] * 7
+        assert await store.history("u") == (["a", "b"], 1)
+
+    with_stores(redis_url, namespace, body)

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)serving/proto/recsys/v1/recommender.proto\x12\trecsys.v1\"\x9c\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x19\n\x0c\x65xclude_seen\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x0f\n\x07\x65xclude\x18\x05 \x03(\t\x12\r\n\x05\x61llow\x18\x06 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x42\x0f\n\r_exclude_seen\"B\n\rHistoryWeight\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\x12\x10\n\x08position\x18\x03 \x01(\x05\"[\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12-\n\x0b\x65xplanation\x18\x03 \x03(\x0b\x32\x18.recsys.v1.HistoryWeight\"\x84\x02\n\x11RecommendResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsys.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12!\n\x06source\x18\x03 \x01(\x0e\x32\x11.recsys.v1.Source\x12\x32\n\x0f\x66\x61llback_reason\x18\x04 \x01(\x0e\x32\x19.recsys.v1.FallbackReason\x12\x18\n\x10unknown_item_ids\x18\x05 \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x06 \x01(\x08\x12\x17\n\x0fhistory_version\x18\x07 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x08 \x01(\x05\"F\n\x15RecommendBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.recsys.v1.RecommendRequest\"I\n\x16RecommendBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.recsys.v1.RecommendResponse\">\n\x19RecordInteractionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"g\n\x1aRecordInteractionsResponse\x12\x17\n\x0fhistory_version\x18\x01 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x18\n\x10unknown_item_ids\x18\x03 \x03(\t\"7\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"C\n\x16GetUserHistoryResponse\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x17\n\x0fhistory_version\x18\x02 \x01(\x04\"\x15\n\x13GetModelInfoRequest\"\x9f\x01\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0e\x66ormat_version\x18\x02 \x01(\t\x12\x0f\n\x07max_len\x18\x03 \x01(\x05\x12\x11\n\tnum_items\x18\x04 \x01(\x05\x12\x15\n\rmanifest_json\x18\x05 \x01(\t\x12\x15\n\rartifact_path\x18\x06 \x01(\t\x12\x11\n\tloaded_at\x18\x07 \x01(\t*Y\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSOURCE_CACHE\x10\x01\x12\x10\n\x0cSOURCE_MODEL\x10\x02\x12\x13\n\x0fSOURCE_FALLBACK\x10\x03*\xa4\x01\n\x0e\x46\x61llbackReason\x12\x1f\n\x1b\x46\x41LLBACK_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x41LLBACK_REASON_COLD_START\x10\x01\x12\"\n\x1e\x46\x41LLBACK_REASON_NO_KNOWN_ITEMS\x10\x02\x12-\n)FALLBACK_REASON_FEATURE_STORE_UNAVAILABLE\x10\x03\x32\xac\x03\n\x0bRecommender\x12\x46\n\tRecommend\x12\x1b.recsys.v1.RecommendRequest\x1a\x1c.recsys.v1.RecommendResponse\x12U\n\x0eRecommendBatch\x12 .recsys.v1.RecommendBatchRequest\x1a!.recsys.v1.RecommendBatchResponse\x12\x61\n\x12RecordInteractions\x12$.recsys.v1.RecordInteractionsRequest\x1a%.recsys.v1.RecordInteractionsResponse\x12U\n\x0eGetUserHistory\x12 .recsys.v1.GetUserHistoryRequest\x1a!.recsys.v1.GetUserHistoryResponse\x12\x44\n\x0cGetModelInfo\x12\x1e.recsys.v1.GetModelInfoRequest\x1a\x14.recsys.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)serving/proto/recsys/v1/recommender.proto\x12\trecsys.v1\"\x9c\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x03(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x19\n\x0c\x65xclude_seen\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x0f\n\x07\x65xclude\x18\x05 \x03(\t\x12\r\n\x05\x61llow\x18\x06 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x42\x0f\n\r_exclude_seen\"B\n\rHistoryWeight\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\x12\x10\n\x08position\x18\x03 \x01(\x05\"[\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12-\n\x0b\x65xplanation\x18\x03 \x03(\x0b\x32\x18.recsys.v1.HistoryWeight\"\x84\x02\n\x11RecommendResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.recsys.v1.ScoredItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12!\n\x06source\x18\x03 \x01(\x0e\x32\x11.recsys.v1.Source\x12\x32\n\x0f\x66\x61llback_reason\x18\x04 \x01(\x0e\x32\x19.recsys.v1.FallbackReason\x12\x18\n\x10unknown_item_ids\x18\x05 \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x06 \x01(\x08\x12\x17\n\x0fhistory_version\x18\x07 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x08 \x01(\x05\"F\n\x15RecommendBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.recsys.v1.RecommendRequest\"I\n\x16RecommendBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.recsys.v1.RecommendResponse\"Q\n\x19RecordInteractionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12\x11\n\tevent_ids\x18\x03 \x03(\t\"\x81\x01\n\x1aRecordInteractionsResponse\x12\x17\n\x0fhistory_version\x18\x01 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x18\n\x10unknown_item_ids\x18\x03 \x03(\t\x12\x18\n\x10\x64uplicate_events\x18\x04 \x01(\x05\"7\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"C\n\x16GetUserHistoryResponse\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x17\n\x0fhistory_version\x18\x02 \x01(\x04\"\x15\n\x13GetModelInfoRequest\"\x9f\x01\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0e\x66ormat_version\x18\x02 \x01(\t\x12\x0f\n\x07max_len\x18\x03 \x01(\x05\x12\x11\n\tnum_items\x18\x04 \x01(\x05\x12\x15\n\rmanifest_json\x18\x05 \x01(\t\x12\x15\n\rartifact_path\x18\x06 \x01(\t\x12\x11\n\tloaded_at\x18\x07 \x01(\t*Y\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSOURCE_CACHE\x10\x01\x12\x10\n\x0cSOURCE_MODEL\x10\x02\x12\x13\n\x0fSOURCE_FALLBACK\x10\x03*\xa4\x01\n\x0e\x46\x61llbackReason\x12\x1f\n\x1b\x46\x41LLBACK_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x41LLBACK_REASON_COLD_START\x10\x01\x12\"\n\x1e\x46\x41LLBACK_REASON_NO_KNOWN_ITEMS\x10\x02\x12-\n)FALLBACK_REASON_FEATURE_STORE_UNAVAILABLE\x10\x03\x32\xac\x03\n\x0bRecommender\x12\x46\n\tRecommend\x12\x1b.recsys.v1.RecommendRequest\x1a\x1c.recsys.v1.RecommendResponse\x12U\n\x0eRecommendBatch\x12 .recsys.v1.RecommendBatchRequest\x1a!.recsys.v1.RecommendBatchResponse\x12\x61\n\x12RecordInteractions\x12$.recsys.v1.RecordInteractionsRequest\x1a%.recsys.v1.RecordInteractionsResponse\x12U\n\x0eGetUserHistory\x12 .recsys.v1.GetUserHistoryRequest\x1a!.recsys.v1.GetUserHistoryResponse\x12\x44\n\x0cGetModelInfo\x12\x1e.recsys.v1.GetModelInfoRequest\x1a\x14.recsys.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'serving.proto.recsys.v1.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SOURCE']._serialized_start=1266
-  _globals['_SOURCE']._serialized_end=1355
-  _globals['_FALLBACKREASON']._serialized_start=1358
-  _globals['_FALLBACKREASON']._serialized_end=1522
+  _globals['_SOURCE']._serialized_start=1312
+  _globals['_SOURCE']._serialized_end=1401
+  _globals['_FALLBACKREASON']._serialized_start=1404
+  _globals['_FALLBACKREASON']._serialized_end=1568
   _globals['_RECOMMENDREQUEST']._serialized_start=57
   _globals['_RECOMMENDREQUEST']._serialized_end=213
   _globals['_HISTORYWEIGHT']._serialized_start=215
@@ -48,17 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=711
   _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=784
   _globals['_RECORDINTERACTIONSREQUEST']._serialized_start=786
-  _globals['_RECORDINTERACTIONSREQUEST']._serialized_end=848
-  _globals['_RECORDINTERACTIONSRESPONSE']._serialized_start=850
-  _globals['_RECORDINTERACTIONSRESPONSE']._serialized_end=953
-  _globals['_GETUSERHISTORYREQUEST']._serialized_start=955
-  _globals['_GETUSERHISTORYREQUEST']._serialized_end=1010
-  _globals['_GETUSERHISTORYRESPONSE']._serialized_start=1012
-  _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1079
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1081
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1102
-  _globals['_MODELINFO']._serialized_start=1105
-  _globals['_MODELINFO']._serialized_end=1264
-  _globals['_RECOMMENDER']._serialized_start=1525
-  _globals['_RECOMMENDER']._serialized_end=1953
+  _globals['_RECORDINTERACTIONSREQUEST']._serialized_end=867
+  _globals['_RECORDINTERACTIONSRESPONSE']._serialized_start=870
+  _globals['_RECORDINTERACTIONSRESPONSE']._serialized_end=999
+  _globals['_GETUSERHISTORYREQUEST']._serialized_start=1001
+  _globals['_GETUSERHISTORYREQUEST']._serialized_end=1056
+  _globals['_GETUSERHISTORYRESPONSE']._serialized_start=1058
+  _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1125
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1127
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1148
+  _globals['_MODELINFO']._serialized_start=1151
+  _globals['_MODELINFO']._serialized_end=1310
+  _globals['_RECOMMENDER']._serialized_start=1571
+  _globals['_RECOMMENDER']._serialized_end=1999
 # @@protoc_insertion_point(module_scope)

@@ -287,20 +287,30 @@ class RecordInteractionsRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     ITEM_IDS_FIELD_NUMBER: _builtins.int
+    EVENT_IDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     @_builtins.property
     def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Items the user interacted with, oldest first (appended in this order)."""
+
+    @_builtins.property
+    def event_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional, for retries that never duplicate: one id per item (the same count as item_ids),
+        unique per user. An event whose id the server recorded for this user within the dedup
+        window (--dedup-window-s, default 24 hours) is not appended again, so a call retried after
+        UNAVAILABLE or a deadline is safe. Without ids every call appends.
+        """
 
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        event_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_ids", b"item_ids", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_ids", b"event_ids", "item_ids", b"item_ids", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -313,10 +323,13 @@ class RecordInteractionsResponse(_message.Message):
     HISTORY_VERSION_FIELD_NUMBER: _builtins.int
     HISTORY_LENGTH_FIELD_NUMBER: _builtins.int
     UNKNOWN_ITEM_IDS_FIELD_NUMBER: _builtins.int
+    DUPLICATE_EVENTS_FIELD_NUMBER: _builtins.int
     history_version: _builtins.int
     """The user's history version after the append (every append increments it)."""
     history_length: _builtins.int
     """Items stored for the user after the append (the store keeps the newest max_history)."""
+    duplicate_events: _builtins.int
+    """Events not appended because their event id was already recorded (a retry's)."""
     @_builtins.property
     def unknown_item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Recorded ids the current model does not know (stored anyway: a later model may)."""
@@ -327,10 +340,11 @@ class RecordInteractionsResponse(_message.Message):
         history_version: _builtins.int = ...,
         history_length: _builtins.int = ...,
         unknown_item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        duplicate_events: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["history_length", b"history_length", "history_version", b"history_version", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate_events", b"duplicate_events", "history_length", b"history_length", "history_version", b"history_version", "unknown_item_ids", b"unknown_item_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
