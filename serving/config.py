@@ -81,6 +81,9 @@ class ServeConfig(Config):
     near_cache_size: int = 100_000
     """Versions and answers kept in process (each), invalidated by Redis's client-side-caching
     pushes (``serving.store.near_cache``); 0 asks Redis every time."""
+    near_cache_mb: float = 64.0
+    """Memory budget of the in-process cache (versions and answers together, by their size):
+    the least recently used entries go first when it is full."""
     redis_timeout_s: float = 0.5
     """Timeout of every Redis call."""
     redis_retry_interval_s: float = 1.0
@@ -126,6 +129,8 @@ class ServeConfig(Config):
         for name in ("max_wait_ms", "read_hold_ms", "cache_ttl_s", "grace_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)!r}")
+        if self.near_cache_mb <= 0:
+            raise ConfigError(f"--near-cache-mb must be > 0, got {self.near_cache_mb!r}")
         for name in (
             "redis_timeout_s",
             "redis_retry_interval_s",

@@ -175,6 +175,7 @@ class RecommenderApp:
             retry_interval_s=config.redis_retry_interval_s,
             on_availability=self._feature_store_health,
             near_cache_size=config.near_cache_size,
+            near_cache_bytes=int(config.near_cache_mb * 2**20),
             near_cache_ttl_s=config.cache_ttl_s,
             dedup_window_s=config.dedup_window_s,
         )

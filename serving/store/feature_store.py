@@ -131,7 +131,8 @@ class FeatureStore:
     ``retry_interval_s`` until it answers. Writes always try, so a write succeeds as soon as Redis
     is back, and otherwise raises ``FeatureStoreUnavailable`` (never a silent loss).
 
-    ``near_cache_size`` > 0 keeps up to that many versions and answers in process (see
+    ``near_cache_size`` > 0 keeps up to that many versions and answers in process, within
+    ``near_cache_bytes`` (see
     ``serving.store.near_cache``; answers live ``near_cache_ttl_s`` at most).
     """
 
@@ -145,6 +146,7 @@ class FeatureStore:
         on_availability: Callable[[bool], None] | None = None,
         near_cache_size: int = 0,
         near_cache_ttl_s: float = 0.0,
+        near_cache_bytes: int | None = None,
         dedup_window_s: float = 86_400.0,
     ) -> None:
         self.client: aioredis.Redis = async_client(url, timeout_s)
@@ -154,7 +156,7 @@ class FeatureStore:
         self._retry_interval_s = retry_interval_s
         self.near: NearCache | None = None
         if near_cache_size > 0 and near_cache_ttl_s > 0:
-            self.near = NearCache(near_cache_size, near_cache_ttl_s)
+            self.near = NearCache(near_cache_size, near_cache_ttl_s, near_cache_bytes)
         self._hot = PipelinedConnection(
             url, timeout_s, on_invalidate=self.near.forget if self.near is not None else None
         )

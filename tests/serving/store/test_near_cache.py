@@ -17,7 +17,7 @@ import redis
 
 from serving.store.embedded_redis import EmbeddedRedis, free_port
 from serving.store.feature_store import FeatureStore
-from serving.store.near_cache import NearCache
+from serving.store.near_cache import ENTRY_OVERHEAD, NearCache
 from tests.serving.store.stores import StoreSettings, with_stores
 
 if TYPE_CHECKING:
@@ -73,6 +73,33 @@ def test_entries_are_forgotten_by_key_or_all_at_once_and_counted() -> None:
     near.forget(None)
     assert len(near) == 0
     assert near.stats == {"answers served": 1, "invalidations": 1, "clears": 1}
+
+
+def test_the_bytes_held_stay_within_the_budget_oldest_answers_first() -> None:
+    cache = NearCache(max_entries=1_000_000, ttl_s=60, max_bytes=100_000)
+    cache.remember_version("v:{u}", 1)
+    for index in range(200):  # 200 x ~15 KB answers: far more than 100 KB
+        cache.remember_answer(f"r:{index}", bytes(15_000))
+        assert cache.bytes <= 100_000
+    kept = [index for index in range(200) if cache.answer(f"r:{index}") is not None]
+    assert kept == list(range(200 - len(kept), 200)) and 1 <= len(kept) <= 6  # the newest
+    assert cache.version("v:{u}") == 1  # small versions outlive large answers
+    expected = sum(len(f"r:{i}") + 15_000 + ENTRY_OVERHEAD for i in kept)
+    assert cache.bytes == expected + len("v:{u}") + ENTRY_OVERHEAD
+    cache.forget([b"v:{u}", b"r:199"])
+    assert cache.bytes == expected - len("r:199") - 15_000 - ENTRY_OVERHEAD
+    cache.remember_answer("huge", bytes(200_000))  # larger than the budget: not kept
+    assert cache.answer("huge") is None and cache.bytes <= 100_000
+    cache.clear()
+    assert cache.bytes == 0
+
+
+def test_rewriting_an_entry_counts_it_once() -> None:
+    cache = NearCache(max_entries=10, ttl_s=60, max_bytes=10_000)
+    for _ in range(5):
+        cache.remember_answer("r", bytes(100))
+        cache.remember_version("v", 3)
+    assert cache.bytes == len("r") + 100 + len("v") + 2 * ENTRY_OVERHEAD
 
 
 def test_a_cache_without_room_is_refused() -> None:
