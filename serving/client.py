@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from rich.text import Text
 from recsys.errors import RecsysError
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
+from serving.security import call_metadata, client_channel
 
 
 class RemoteError(RecsysError):
@@ -44,13 +46,19 @@ def build_request(
 
 
 def recommend(
-    target: str, request: pb.RecommendRequest, timeout_s: float = 10.0
+    target: str,
+    request: pb.RecommendRequest,
+    timeout_s: float = 10.0,
+    tls_ca: Path | None = None,
+    token_file: Path | None = None,
 ) -> pb.RecommendResponse:
-    """One Recommend call over a fresh channel; an error status raises ``RemoteError``."""
-    with grpc.insecure_channel(target) as channel:
+    """One Recommend call over a fresh channel (TLS checked against ``tls_ca``; the first
+    token of ``token_file`` as a bearer token); an error status raises ``RemoteError``."""
+    metadata = call_metadata(token_file)
+    with client_channel(target, tls_ca) as channel:
         stub = pb_grpc.RecommenderStub(channel)
         try:
-            return stub.Recommend(request, timeout=timeout_s)
+            return stub.Recommend(request, timeout=timeout_s, metadata=metadata)
         except grpc.RpcError as err:
             raise RemoteError(err.code(), err.details() or "") from None
 

@@ -27,6 +27,13 @@ class ServeConfig(Config):
     """Address to listen on (0.0.0.0: every interface)."""
     port: int = DEFAULT_PORT
     """0 picks a free port (tests)."""
+    tls_cert: str | None = None
+    """PEM certificate chain: the port speaks TLS only (with --tls-key)."""
+    tls_key: str | None = None
+    """PEM private key of --tls-cert."""
+    auth_token_file: str | None = None
+    """A file of bearer tokens, one per line: every call must send metadata
+    'authorization: Bearer <token>' with one of them (the health service stays open)."""
     redis_url: str | None = None
     """``redis://``, ``rediss://`` (TLS) or ``unix://``; None starts an embedded Redis."""
     redis_dir: str = "auto"
@@ -161,6 +168,8 @@ class ServeConfig(Config):
                 f"--redis-url must start with redis://, rediss:// or unix://, got "
                 f"{self.redis_url!r}"
             )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
         if not self.redis_dir:
             raise ConfigError("--redis-dir must not be empty (auto, none or a folder)")
         return self

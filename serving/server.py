@@ -29,6 +29,7 @@ from serving.interceptors import ErrorInterceptor
 from serving.model.runtime import ModelRuntime, load_snapshot
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
+from serving.security import Security, TokenInterceptor
 from serving.service import RecommenderService
 from serving.store.embedded_redis import EmbeddedRedis
 from serving.store.feature_store import FeatureStore
@@ -74,11 +75,31 @@ def create_server(
     config: ServeConfig,
     service: RecommenderService,
     health_servicer: health.aio.HealthServicer,
+    security: Security,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health, reflection and the error interceptor, bound
     to ``config.host:config.port`` (port 0: a free one). Returns (server, bound port)."""
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if security.tokens:
+        interceptors.append(TokenInterceptor(security.tokens))
+        log.info("authentication: a bearer token on every call (%d accepted)", len(security.tokens))
+    credentials = security.credentials
+    if credentials is not None:
+        log.info("TLS on %s:%d (certificate %s)", config.host, config.port, config.tls_cert)
+    missing = [
+        name
+        for name, absent in (("TLS", credentials is None), ("authentication", not security.tokens))
+        if absent
+    ]
+    if config.host not in ("127.0.0.1", "localhost", "::1") and missing:
+        log.warning(
+            "listening on %s without %s: anyone who reaches the port can read and rewrite "
+            "user histories (--tls-cert/--tls-key, --auth-token-file)",
+            config.host,
+            " or ".join(missing),
+        )
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(prefix=f"/{SERVICE_NAME}/")],
+        interceptors=[*interceptors, ErrorInterceptor(prefix=f"/{SERVICE_NAME}/")],
         options=[("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_RecommenderServicer_to_server(service, server)
@@ -88,7 +109,10 @@ def create_server(
     )
     address = f"{config.host}:{config.port}"
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as err:
         raise RecsysError(f"cannot listen on {address}: {err}") from err
     if port == 0:
@@ -101,6 +125,7 @@ class RecommenderApp:
 
     def __init__(self, config: ServeConfig, artifact: Path) -> None:
         self.config = config
+        self.security = Security.of(config)  # read now: bad files are refused before any work
         self.artifact_path = Path(artifact)
         self.health = health.aio.HealthServicer()
         self.embedded_redis: EmbeddedRedis | None = None
@@ -195,7 +220,7 @@ class RecommenderApp:
         )
         self._runtime.start()
         service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))
-        self._server, self.port = create_server(config, service, self.health)
+        self._server, self.port = create_server(config, service, self.health, self.security)
         freeze_startup_heap()
         await self._server.start()
         store_status = (

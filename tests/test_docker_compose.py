@@ -125,7 +125,8 @@ def test_server_command_is_accepted_by_recsys_serve() -> None:
     assert params["--host"] == "0.0.0.0"
     assert params["--redis-url"] == "redis://redis:6379/0"
     assert urlsplit(params["--redis-url"]).hostname in services()  # the redis service
-    assert f"{params['--port']}:{params['--port']}" in server["ports"]
+    # Published on the host's loopback only: this server has no TLS and no tokens.
+    assert f"127.0.0.1:{params['--port']}:{params['--port']}" in server["ports"]
     mounts = {m.split(":")[1]: m.split(":")[0] for m in server["volumes"]}
     artifact = Path(params["--artifact"])
     assert mounts[str(artifact.parent)] == "artifacts"  # the job's named volume

@@ -11,6 +11,7 @@ for its other commands, so a probe every few seconds costs a fraction of a secon
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import grpc
 import typer
@@ -20,17 +21,20 @@ from pydantic import Field
 from pipelines.options import config_command
 from recsys.config import Config
 from serving.client import RemoteError
+from serving.security import client_channel
 
 EXIT_UNHEALTHY = 1
 
 
-def check_health(target: str, service: str = "", timeout_s: float = 3.0) -> str:
+def check_health(
+    target: str, service: str = "", timeout_s: float = 3.0, tls_ca: Path | None = None
+) -> str:
     """The serving status name (``SERVING``, ``NOT_SERVING``, ...) of ``service`` at ``target``.
 
     An error status (UNAVAILABLE when nothing answers, NOT_FOUND for an unknown service,
     DEADLINE_EXCEEDED) raises ``RemoteError``.
     """
-    with grpc.insecure_channel(target) as channel:
+    with client_channel(target, tls_ca) as channel:
         # The method itself: the HealthStub type stubs declare no Check.
         check = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
@@ -56,11 +60,18 @@ class HealthSettings(Config):
     recsys.v1.Recommender/feature-store (follows Redis)."""
     timeout: float = Field(3.0, gt=0)
     """Deadline of the call in seconds."""
+    tls_ca: str | None = None
+    """PEM CA bundle to check the server's TLS certificate against (TLS on when given)."""
 
 
 def _health(settings: HealthSettings) -> None:
     try:
-        status = check_health(settings.target, settings.service, settings.timeout)
+        status = check_health(
+            settings.target,
+            settings.service,
+            settings.timeout,
+            Path(settings.tls_ca) if settings.tls_ca else None,
+        )
     except RemoteError as err:
         print(f"error: {err}", file=sys.stderr)
         raise typer.Exit(EXIT_UNHEALTHY) from None

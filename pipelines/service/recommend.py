@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,6 +43,10 @@ class RecommendSettings(Config):
     """Show the history items that drove the answer."""
     timeout: float = Field(10.0, gt=0)
     """Deadline of the call in seconds."""
+    tls_ca: str | None = None
+    """PEM CA bundle to check the server's TLS certificate against (TLS on when given)."""
+    auth_token_file: str | None = None
+    """A file whose first line is the bearer token to send."""
 
 
 def _recommend(settings: RecommendSettings, as_json: bool) -> None:
@@ -54,7 +59,13 @@ def _recommend(settings: RecommendSettings, as_json: bool) -> None:
         allow=split_ids(settings.allow),
         explain=settings.explain,
     )
-    response = recommend(settings.target, request, settings.timeout)
+    response = recommend(
+        settings.target,
+        request,
+        settings.timeout,
+        Path(settings.tls_ca) if settings.tls_ca else None,
+        Path(settings.auth_token_file) if settings.auth_token_file else None,
+    )
     if as_json:
         print(json.dumps(response_to_dict(response)))
         return
