@@ -227,6 +227,16 @@ def train(
         atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    best_path = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT
+    if not best_path.is_file() and trainer.should_stop and _budget_s(config) is not None:
+        # A large log and a small budget: the time ran out inside the first epoch, before any
+        # validation. The run still ends with a model to export: the one it has, validated.
+        log.warning(
+            "the time budget ran out before the first validation: validating the model as it "
+            "stands and keeping it as the best checkpoint"
+        )
+        trainer.validate(module, datamodule=data, verbose=False)
+        trainer.save_checkpoint(best_path)
     wall_time = time.perf_counter() - started
     summary: dict[str, Any] = {}
     if trainer.is_global_zero:

@@ -334,7 +334,7 @@ def test_patience_counts_validations_not_epochs(
     ("overrides", "reason"),
     [
         ({"learning_rate": 1e-12, "patience": 1, "check_val_every_n_epoch": 1}, "early_stopping"),
-        ({"max_minutes": 1e-4}, "time_budget"),
+        ({"max_minutes": 1e-4, "check_val_every_n_epoch": 3}, "time_budget"),
     ],
 )
 def test_the_summary_says_why_the_run_stopped(
@@ -347,6 +347,9 @@ def test_the_summary_says_why_the_run_stopped(
     assert summary["stopped_by"] == reason
     assert summary["stopped_early"] == (reason == "early_stopping")
     assert summary["epochs_trained"] < 6
+    # Even a budget that ran out inside the first epoch leaves a validated model to export.
+    assert summary["best_checkpoint"] and Path(summary["best_checkpoint"]).is_file()
+    assert "val/ndcg@10" in summary["best_validation"]
 
 
 def test_validation_on_a_user_sample_keeps_the_same_users_every_epoch(
