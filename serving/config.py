@@ -34,6 +34,9 @@ class ServeConfig(Config):
     auth_token_file: str | None = None
     """A file of bearer tokens, one per line: every call must send metadata
     'authorization: Bearer <token>' with one of them (the health service stays open)."""
+    verify_key: str | None = None
+    """An Ed25519 public key (PEM): serve only artifacts signed with its private key
+    (recsys export --sign-key), at start and on every reload."""
     redis_url: str | None = None
     """``redis://``, ``rediss://`` (TLS) or ``unix://``; None starts an embedded Redis."""
     redis_dir: str = "auto"

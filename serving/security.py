@@ -5,7 +5,8 @@ Without either, anyone who reaches the port reads or rewrites any user's history
 with ``--auth-token-file`` every call must carry ``authorization: Bearer <token>`` metadata
 matching a line of that file (several lines: rotate a token without a restart of the clients
 first), compared in constant time. The health service stays open to probes (an orchestrator
-asks it without credentials; it reveals nothing but serving / not serving).
+asks it without credentials; it reveals nothing but serving / not serving). With ``--verify-key``
+only artifacts signed with its private key are served (``recsys.export.signing``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from recsys.errors import ConfigError
 from serving.config import ServeConfig
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from serving.interceptors import Continuation, Handler
 
 OPEN_METHODS: Final = ("/grpc.health.v1.Health/",)
@@ -69,6 +72,8 @@ class Security:
 
     tokens: list[bytes]
     credentials: grpc.ServerCredentials | None
+    verify_key: Ed25519PublicKey | None = None
+    """Serve only artifacts signed with its private key."""
 
     @classmethod
     def of(cls, config: ServeConfig) -> Security:
@@ -76,7 +81,13 @@ class Security:
         credentials = None
         if config.tls_cert is not None and config.tls_key is not None:
             credentials = server_credentials(Path(config.tls_cert), Path(config.tls_key))
-        return cls(tokens, credentials)
+        key = None
+        if config.verify_key:
+            # Imported here: the clients of this module (recsys health) must not load torch.
+            from recsys.export.signing import load_public_key
+
+            key = load_public_key(Path(config.verify_key))
+        return cls(tokens, credentials, key)
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):

@@ -168,7 +168,9 @@ class RecommenderApp:
             torch.get_num_interop_threads(),
             torch.get_num_threads(),
         )
-        snapshot = await asyncio.to_thread(load_snapshot, self.artifact_path)
+        snapshot = await asyncio.to_thread(
+            load_snapshot, self.artifact_path, self.security.verify_key
+        )
         log.info(
             "model %s loaded from %s (%d items, max_len %d)",
             snapshot.model_version,
@@ -217,6 +219,7 @@ class RecommenderApp:
             max_queue=config.max_queue,
             explain_top=config.explain_top,
             on_forward=self._hold_reads_during_forwards if config.read_hold_ms > 0 else None,
+            verify_key=self.security.verify_key,
         )
         self._runtime.start()
         service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))

@@ -32,6 +32,11 @@ class ExportSettings(Config):
     index: IndexKind = "auto"
     """Approximate top-k index built into the artifact: exact (none: score every item), ivf,
     hnsw (faiss); auto: ivf from 200,000 items on, else exact."""
+    sign_key: str | None = None
+    """An Ed25519 private key (PEM) to sign the manifest with (manifest.sig); a server with
+    --verify-key then refuses any artifact it did not sign."""
+    verify_key: str | None = None
+    """With --verify: also check the signature against this Ed25519 public key (PEM)."""
     min_recall: float = Field(0.95, gt=0.0, le=1.0)
     """With an index: the recall@10 against exact scoring it must reach on held-out histories
     (its search is widened until it does; the export fails if it cannot)."""
@@ -103,9 +108,11 @@ def run_export(
             raise ConfigError(
                 f"--verify checks an existing artifact: drop {', '.join(given or ['--overwrite'])}"
             )
-        summary = run_verify(verify)
+        summary = run_verify(verify, Path(settings.verify_key) if settings.verify_key else None)
         console.print(
-            f"artifact {verify} is sound: checksums match, smoke inference on "
+            f"artifact {verify} is sound: "
+            + ("signature valid, " if summary["signature"] == "ok" else "")
+            + "checksums match, smoke inference on "
             f"{summary['smoke']['sequences']} histories agrees with the export "
             f"(max score difference {summary['smoke']['max_abs_score_diff']:.2g})"
         )
@@ -128,6 +135,7 @@ def run_export(
             settings.format,
             settings.index,
             settings.min_recall,
+            Path(settings.sign_key) if settings.sign_key else None,
         )
     manifest = json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8"))
     console.print(artifact_table(manifest, out))
@@ -143,10 +151,10 @@ export = config_command(
 )
 
 
-def run_verify(path: Path) -> dict[str, Any]:
+def run_verify(path: Path, verify_key: Path | None = None) -> dict[str, Any]:
     """``verify_artifact`` with progress on the console."""
     with console.status(f"verifying {path}"):
-        return verify_artifact(path)
+        return verify_artifact(path, verify_key)
 
 
 def artifact_table(manifest: dict[str, Any], out: Path) -> Table:

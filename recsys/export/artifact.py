@@ -10,6 +10,7 @@ Layout::
                     kind (with an index: its search breadth and measured recall), and the SHA-256
                     of every other file
     index.faiss     only with an approximate retrieval index (``recsys.export.retrieval``)
+    manifest.sig    only when signed: Ed25519 over manifest.json (``recsys.export.signing``)
 
 The loader is what the server runs at start-up: it imports nothing of training or evaluation
 (only torch, numpy and polars), and it refuses an artifact that is incomplete, altered or of a
@@ -29,9 +30,11 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from recsys.errors import ArtifactError
 from recsys.export.retrieval import INDEX_FILE, ApproximateRetrieval, read_index
+from recsys.export.signing import verify_signature
 from recsys.io import sha256_file
 
 ARTIFACT_FORMAT: Final = "recsys.artifact/v1"
@@ -180,13 +183,22 @@ def check_files(path: Path, manifest: dict[str, Any], verify_checksums: bool = T
                 )
 
 
-def load_artifact(path: Path, verify_checksums: bool = True) -> Artifact:
+def load_artifact(
+    path: Path, verify_checksums: bool = True, verify_key: Ed25519PublicKey | None = None
+) -> Artifact:
     """Read, check and load an artifact folder; any problem raises ``ArtifactError``.
+
+    With ``verify_key``, the manifest's signature is checked first (``recsys.export.signing``):
+    an unsigned or altered artifact is refused before any other file is read.
 
     Refused: a missing folder or file, an unknown format version, a checksum mismatch (unless
     ``verify_checksums`` is off), a model or item table that does not match the manifest.
     """
     path = Path(path)
+    if verify_key is not None:
+        if not (path / MANIFEST_FILE).is_file():
+            read_manifest(path)  # raises with the usual message
+        verify_signature(path, verify_key, MANIFEST_FILE)
     manifest = read_manifest(path)
     check_files(path, manifest, verify_checksums)
     module = _load_module(path / MODEL_FILE)

@@ -51,11 +51,14 @@ from recsys.export.retrieval import (
     tune_breadth,
     write_index,
 )
+from recsys.export.signing import load_private_key, load_public_key, sign_manifest
 from recsys.export.verification import (
     SMOKE_ROWS,
+    check_external_ids,
     check_invariants,
     check_smoke_sample,
     compare_with_eager,
+    external_ids,
     smoke_sample,
 )
 from recsys.io import atomic_directory, sha256_file, write_json
@@ -92,14 +95,17 @@ def export_artifact(
     export_format: str = "torchscript",
     index: str = "auto",
     min_recall: float = 0.95,
+    sign_key: Path | None = None,
 ) -> Path:
     """Checkpoint + its prepared dataset -> a verified artifact folder at ``out``; returns ``out``.
 
     ``metrics``: an evaluation report (``metrics.json``) of this checkpoint whose numbers go into
-    the manifest. ``index``: the approximate retrieval index to build (``recsys.export.retrieval``),
-    whose recall@10 against exact scoring must reach ``min_recall``. Raises ``ArtifactError`` if
-    the scripted module disagrees with the eager model or the index falls short,
-    ``OutputExistsError`` if ``out`` exists without ``overwrite``; errors name the flag.
+    the manifest. ``index``: the approximate retrieval index to build
+    (``recsys.export.retrieval``), whose recall@10 against exact scoring must reach
+    ``min_recall``. ``sign_key``: an Ed25519 private key (PEM) to sign the manifest with
+    (``recsys.export.signing``). Raises ``ArtifactError`` if the scripted module disagrees with
+    the eager model or the index falls short, ``OutputExistsError`` if ``out`` exists without
+    ``overwrite``; errors name the flag.
     """
     # Lightning comes with the checkpoint reader: imported only when exporting, so that the
     # server (which imports this package for the loader) never loads training code.
@@ -113,6 +119,7 @@ def export_artifact(
     if not 0.0 < min_recall <= 1.0:
         raise ConfigError(f"--min-recall must be in (0, 1], got {min_recall}")
     _check_out(out, overwrite, {"--data": data, "--checkpoint": checkpoint})
+    private_key = load_private_key(sign_key) if sign_key is not None else None
     dataset = load_prepared(data)
     index_kind = resolve_kind(index, dataset.num_items)
     module = load_checkpoint(checkpoint, dataset)
@@ -141,6 +148,7 @@ def export_artifact(
         check_invariants(reloaded, dataset.num_items, model.max_len)
         picks = np.unique(np.linspace(0, len(histories) - 1, SMOKE_ROWS).astype(np.int64))
         smoke = smoke_sample(reloaded, histories[torch.from_numpy(picks)], k)
+        smoke |= external_ids(smoke, dataset.items)
         retrieval = _retrieval(reloaded, dataset, model.max_len, index, index_kind, min_recall)
         if index_kind != "exact":
             write_index(retrieval.pop("index"), staging / INDEX_FILE)
@@ -183,7 +191,12 @@ def export_artifact(
             "files": files,
         }
         write_json(staging / MANIFEST_FILE, manifest)
-        load_artifact(staging)  # what the server will do: refuse here rather than there
+        if private_key is not None:
+            sign_manifest(staging, private_key, MANIFEST_FILE)
+        # What the server will do: refuse here rather than there.
+        verify_loaded_artifact(
+            load_artifact(staging, verify_key=private_key.public_key() if private_key else None)
+        )
     return out
 
 
@@ -226,11 +239,17 @@ def _retrieval(
     }
 
 
-def verify_artifact(path: Path) -> dict[str, Any]:
-    """Re-check an artifact: its files' checksums, then a smoke inference against the answer
-    recorded at export time and the invariants every answer must satisfy. Returns a summary."""
+def verify_artifact(path: Path, verify_key: Path | None = None) -> dict[str, Any]:
+    """Re-check an artifact: its signature (with ``verify_key``, a PEM public key), its files'
+    checksums, then a smoke inference against the answer recorded at export time, by index and
+    by external id, and the invariants every answer must satisfy. Returns a summary."""
     started = time.perf_counter()
-    return verify_loaded_artifact(load_artifact(Path(path), verify_checksums=True), started)
+    key = load_public_key(verify_key) if verify_key is not None else None
+    summary = verify_loaded_artifact(
+        load_artifact(Path(path), verify_checksums=True, verify_key=key), started
+    )
+    summary["signature"] = "ok" if key is not None else "not checked"
+    return summary
 
 
 def verify_loaded_artifact(artifact: Artifact, started: float | None = None) -> dict[str, Any]:
@@ -243,6 +262,7 @@ def verify_loaded_artifact(artifact: Artifact, started: float | None = None) -> 
     if not isinstance(sample, dict):
         raise ArtifactError(f"{path / MANIFEST_FILE} records no smoke sample to re-check")
     smoke = check_smoke_sample(artifact.module, sample)
+    check_external_ids(sample, artifact.item_ids)
     check_invariants(artifact.module, artifact.num_items, artifact.max_len)
     return {
         "path": str(path),

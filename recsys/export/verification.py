@@ -12,12 +12,13 @@ Shape letters: B batch, L history width, V catalogue size, K list length, N head
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from recsys.data import right_aligned
+from recsys.data import IdVocabulary, right_aligned
 from recsys.errors import ArtifactError
 from recsys.models import SASRec
 
@@ -152,6 +153,33 @@ def check_smoke_sample(scripted: torch.jit.ScriptModule, sample: dict[str, Any])
             f"(scores differ by up to {diff:.3g}, top-{k} identical: {same})"
         )
     return {"sequences": len(batch), "k": k, "max_abs_score_diff": diff, "top_k_identical": same}
+
+
+def external_ids(sample: dict[str, Any], items: IdVocabulary) -> dict[str, Any]:
+    """The smoke sample's histories and top-k as external ids ("" for an empty slot), so that
+    verification catches an item table whose ids were swapped (the scores, by index, would
+    not change)."""
+
+    def as_ids(rows: list[list[int]]) -> list[list[str]]:
+        return [["" if i == 0 else str(items.decode([i])[0]) for i in row] for row in rows]
+
+    return {"history_ids": as_ids(sample["histories"]), "top_ids": as_ids(sample["indices"])}
+
+
+def check_external_ids(sample: dict[str, Any], item_ids: Sequence[str]) -> None:
+    """Raise ``ArtifactError`` if the artifact's item table maps the smoke sample's items to
+    other external ids than at export (samples of artifacts that predate this record none)."""
+    if "top_ids" not in sample:
+        return
+    try:
+        found = [[item_ids[i] for i in row] for row in [*sample["histories"], *sample["indices"]]]
+    except (IndexError, TypeError) as err:
+        raise ArtifactError(f"the manifest's smoke sample is malformed: {err}") from err
+    if found != [*sample["history_ids"], *sample["top_ids"]]:
+        raise ArtifactError(
+            "the item table maps the smoke sample's items to other ids than at export: "
+            "items.parquet was altered (its checksum in the manifest too)"
+        )
 
 
 def check_invariants(scripted: torch.jit.ScriptModule, num_items: int, max_len: int) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from recsys.export import (
     Artifact,
@@ -119,9 +120,11 @@ class ModelSnapshot:
         return ModelResult([i for i, _ in chosen], [s for _, s in chosen], None)
 
 
-def load_snapshot(path: Path) -> ModelSnapshot:
-    """Verify an artifact (checksums + smoke inference) and load it; raises ``ArtifactError``."""
-    artifact = load_artifact(path)  # checksums checked here, so verification need not reload
+def load_snapshot(path: Path, verify_key: Ed25519PublicKey | None = None) -> ModelSnapshot:
+    """Verify an artifact (signature with ``verify_key``, checksums, smoke inference) and load
+    it; raises ``ArtifactError``."""
+    # Checksums (and the signature) are checked here, so verification need not reload.
+    artifact = load_artifact(path, verify_key=verify_key)
     verify_loaded_artifact(artifact)
     return ModelSnapshot(artifact)
 
@@ -220,6 +223,7 @@ class ModelRuntime:
         max_queue: int,
         explain_top: int,
         on_forward: Callable[[bool], None] | None = None,
+        verify_key: Ed25519PublicKey | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.max_batch_size = max_batch_size
@@ -229,6 +233,8 @@ class ModelRuntime:
         """Requests in flight, counted by their callers (``RecommendEngine``): the load signal."""
         self.max_queue = max_queue
         self.explain_top = explain_top
+        self.verify_key = verify_key
+        """Artifacts swapped in must be signed with its private key (None: no signature)."""
         self.on_forward = on_forward
         """Called with True as a forward starts and False as it ends (the server holds Redis
         reads in between, see ``serving.store.pipelined_client``)."""
@@ -384,7 +390,9 @@ class ModelRuntime:
         """
         async with self._swap_lock:
             started = time.perf_counter()
-            snapshot = await asyncio.to_thread(_load_in_background, path, self._loop_thread_id)
+            snapshot = await asyncio.to_thread(
+                _load_in_background, path, self._loop_thread_id, self.verify_key
+            )
             previous, self.snapshot = self.snapshot, snapshot
             log.info(
                 "model %s replaced by %s (%s) in %.2f s",
@@ -396,11 +404,13 @@ class ModelRuntime:
             return snapshot
 
 
-def _load_in_background(path: Path, loop_thread_id: int) -> ModelSnapshot:
+def _load_in_background(
+    path: Path, loop_thread_id: int, verify_key: Ed25519PublicKey | None
+) -> ModelSnapshot:
     """``load_snapshot`` on a helper thread that must not take the event loop's core from it
     (several seconds of loading and warm-up forwards while the old model serves)."""
     mark_cpu_bound(loop_thread_id)
-    return load_snapshot(path)
+    return load_snapshot(path, verify_key)
 
 
 def _groups(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,11 +14,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2
 
 from pipelines.service.health import check_health
-from recsys.errors import ConfigError
+from recsys.errors import ArtifactError, ConfigError
+from recsys.export.signing import sign_manifest
 from serving.client import RemoteError, recommend
 from serving.config import ServeConfig
 from serving.proto.recsys.v1 import recommender_pb2 as pb
@@ -26,7 +29,7 @@ from serving.security import Security
 from tests.servers import health_stub
 
 if TYPE_CHECKING:
-    from tests.servers import StartServer
+    from tests.servers import Artifacts, StartServer
 
 TOKEN = "a-long-enough-secret-token-1234"
 
@@ -134,3 +137,31 @@ def test_unusable_credentials_are_refused_naming_the_flag(
     paths["short"] = str(tmp_path / "short")
     with pytest.raises(ConfigError, match=message):
         Security.of(ServeConfig(**{k: v.format(**paths) for k, v in values.items()}))
+
+
+def _signed_copy(source: Path, target: Path, key: Ed25519PrivateKey) -> Path:
+    shutil.copytree(source, target)
+    sign_manifest(target, key, "manifest.json")
+    return target
+
+
+def test_a_server_with_a_verify_key_serves_only_what_that_key_signed(
+    start_server: StartServer, artifacts: Artifacts, tmp_path: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    public = tmp_path / "pub.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    with pytest.raises(ArtifactError, match="is not signed"):
+        start_server(verify_key=str(public))  # the first artifact, unsigned
+    first = _signed_copy(artifacts.first, tmp_path / "first", key)
+    server = start_server(first, verify_key=str(public))
+    assert server.stub.Recommend(pb.RecommendRequest(history=["sku-1"], k=2), timeout=5).items
+    assert server.call(server.app.reload(artifacts.second)) is False  # unsigned: refused
+    forged = _signed_copy(artifacts.second, tmp_path / "forged", Ed25519PrivateKey.generate())
+    assert server.call(server.app.reload(forged)) is False  # another key: refused
+    second = _signed_copy(artifacts.second, tmp_path / "second", key)
+    assert server.call(server.app.reload(second)) is True

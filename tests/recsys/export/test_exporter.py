@@ -144,7 +144,7 @@ def test_a_partial_artifact_is_never_visible(
 ) -> None:
     seen: list[list[str]] = []
 
-    def fail_after_files(path: Path) -> None:
+    def fail_after_files(path: Path, **_: object) -> None:
         seen.append(sorted(p.name for p in Path(path).iterdir()))
         raise OSError("disk full")
 
