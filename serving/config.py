@@ -66,6 +66,9 @@ class ServeConfig(Config):
 
     max_batch_size: int = 64
     """Most requests in one model forward (micro-batch)."""
+    fair_share: int = 16
+    """Most requests of one RecommendBatch call in one forward: a large batch is cut into
+    pieces that other callers' requests ride along with, instead of waiting behind all of it."""
     max_wait_ms: float = 1.0
     """How long a micro-batch of a busy server (``busy_in_flight``) waits for more requests before
     it runs. Bigger batches cost less CPU per request (the model's fixed cost per forward, fewer
@@ -119,6 +122,7 @@ class ServeConfig(Config):
             "max_batch_requests",
             "max_id_length",
             "max_batch_size",
+            "fair_share",
             "busy_in_flight",
             "max_queue",
             "torch_threads",

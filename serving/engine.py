@@ -33,16 +33,18 @@ class RecommendEngine:
         self.cache_enabled = config.cache_ttl_s > 0
 
     async def recommend(
-        self, query: RecommendQuery, deadline: float | None
+        self, query: RecommendQuery, deadline: float | None, caller: int = 0
     ) -> pb.RecommendResponse:
         runtime = self.runtime
         runtime.in_flight += 1
         try:
-            return await self._answer(query, deadline)
+            return await self._answer(query, deadline, caller)
         finally:
             runtime.in_flight -= 1
 
-    async def _answer(self, query: RecommendQuery, deadline: float | None) -> pb.RecommendResponse:
+    async def _answer(
+        self, query: RecommendQuery, deadline: float | None, caller: int
+    ) -> pb.RecommendResponse:
         snapshot = self.runtime.snapshot
         request_known, unknown = snapshot.to_indices(query.history)
         if query.history and not request_known:
@@ -124,6 +126,7 @@ class RecommendEngine:
             explain=query.explain,
             deadline=deadline,
             future=loop.create_future(),
+            caller=caller,
         )
         result = await self.runtime.infer(snapshot, job)
         response.source = pb.SOURCE_MODEL

@@ -33,6 +33,16 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhausted(ServiceError):
+    """The server's queue is full: retry after ``retry_after_ms`` (sent as trailing metadata)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(f"{message}; retry in {retry_after_ms} ms")
+        self.retry_after_ms = retry_after_ms
+
+
 class FeatureStoreUnavailable(Unavailable):
     """Redis could not be reached or answered with an error."""
 

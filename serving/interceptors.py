@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 import grpc
 
-from serving.errors import ServiceError
+from serving.errors import ResourceExhausted, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,10 @@ def _mapped(behaviour: Behaviour, method: str, undecodable: UndecodableLog) -> B
             )
         try:
             return await behaviour(request, context)
+        except ResourceExhausted as err:
+            # The standard pushback header: gRPC clients with a retry policy wait this long.
+            metadata = (("grpc-retry-pushback-ms", str(err.retry_after_ms)),)
+            await context.abort(err.code, str(err), trailing_metadata=metadata)
         except ServiceError as err:
             await context.abort(err.code, str(err))
         except grpc.aio.AbortError:

@@ -220,6 +220,7 @@ class RecommenderApp:
             explain_top=config.explain_top,
             on_forward=self._hold_reads_during_forwards if config.read_hold_ms > 0 else None,
             verify_key=self.security.verify_key,
+            fair_share=config.fair_share,
         )
         self._runtime.start()
         service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))

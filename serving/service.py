@@ -7,6 +7,7 @@ interceptor (``serving.interceptors``) turns those into statuses.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -41,6 +42,7 @@ class RecommenderService(pb_grpc.RecommenderServicer):
     def __init__(self, config: ServeConfig, engine: RecommendEngine) -> None:
         self.config = config
         self.engine = engine
+        self._callers = itertools.count(1)
 
     async def Recommend(  # noqa: N802 - gRPC method name
         self, request: pb.RecommendRequest, context: Context
@@ -53,8 +55,9 @@ class RecommenderService(pb_grpc.RecommenderServicer):
     ) -> pb.RecommendBatchResponse:
         queries = parse_batch(request, self.config)
         deadline = _deadline(context)
+        caller = next(self._callers)  # the model runtime shares forwards fairly by caller
         answers = await asyncio.gather(
-            *(self.engine.recommend(query, deadline) for query in queries)
+            *(self.engine.recommend(query, deadline, caller) for query in queries)
         )
         return pb.RecommendBatchResponse(responses=answers)
 

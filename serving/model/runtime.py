@@ -37,7 +37,7 @@ from recsys.export import (
     right_aligned_rows,
     verify_loaded_artifact,
 )
-from serving.errors import DeadlineExceeded, ServiceError, Unavailable
+from serving.errors import DeadlineExceeded, ResourceExhausted, ServiceError, Unavailable
 from serving.model.forward_task import TaskOutput, launch, on_done, script_task, warm_up
 from serving.model.scheduling import mark_cpu_bound
 
@@ -73,6 +73,9 @@ class ModelJob:
     explain: bool
     deadline: float | None
     future: asyncio.Future[ModelResult] = field(repr=False)
+    caller: int = 0
+    """Who asked: the jobs of one call (a RecommendBatch) share it; 0 is a caller of its own.
+    Forwards take jobs round-robin over callers (``fair_share`` each at most)."""
 
 
 class ModelSnapshot:
@@ -224,6 +227,7 @@ class ModelRuntime:
         explain_top: int,
         on_forward: Callable[[bool], None] | None = None,
         verify_key: Ed25519PublicKey | None = None,
+        fair_share: int | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.max_batch_size = max_batch_size
@@ -232,6 +236,8 @@ class ModelRuntime:
         self.in_flight = 0
         """Requests in flight, counted by their callers (``RecommendEngine``): the load signal."""
         self.max_queue = max_queue
+        self.fair_share = fair_share or max_batch_size
+        """Most jobs of one caller in one forward."""
         self.explain_top = explain_top
         self.verify_key = verify_key
         """Artifacts swapped in must be signed with its private key (None: no signature)."""
@@ -294,7 +300,10 @@ class ModelRuntime:
     async def infer(self, snapshot: ModelSnapshot, job: ModelJob) -> ModelResult:
         """Queue one job for the next batch and wait for its result."""
         if len(self._pending) >= self.max_queue:
-            raise Unavailable(f"overloaded: {len(self._pending)} requests wait for the model")
+            raise ResourceExhausted(
+                f"overloaded: {len(self._pending)} requests wait for the model (--max-queue)",
+                retry_after_ms=self._drain_ms(),
+            )
         if self._worker is None:
             raise Unavailable("the model runtime is not running")
         self._pending.append((snapshot, job))
@@ -310,8 +319,7 @@ class ModelRuntime:
                 and len(self._pending) < min(self.max_batch_size, self.in_flight)
             ):
                 await asyncio.sleep(self.max_wait_s)
-            batch = self._pending[: self.max_batch_size]
-            del self._pending[: self.max_batch_size]
+            batch = self._take_batch()
             if not self._pending:
                 self._wakeup.clear()
             self._running = batch
@@ -326,6 +334,33 @@ class ModelRuntime:
                     if not job.future.done():
                         job.future.set_exception(failure)
             self._running = []
+
+    def _take_batch(self) -> list[tuple[ModelSnapshot, ModelJob]]:
+        """The next forward's jobs: up to ``max_batch_size``, taken in arrival order but at most
+        ``fair_share`` from one caller, so that a large RecommendBatch is cut into pieces that
+        other callers' requests ride along with instead of queueing behind all of it."""
+        taken: list[tuple[ModelSnapshot, ModelJob]] = []
+        left: list[tuple[ModelSnapshot, ModelJob]] = []
+        per_caller: dict[int, int] = {}
+        for entry in self._pending:
+            caller = entry[1].caller
+            count = per_caller.get(caller, 0) if caller else 0
+            if len(taken) < self.max_batch_size and count < self.fair_share:
+                taken.append(entry)
+                if caller:
+                    per_caller[caller] = count + 1
+            else:
+                left.append(entry)
+        self._pending = left
+        return taken
+
+    def _drain_ms(self) -> int:
+        """About how long the queue takes to drain at the recent pace (at least 10 ms)."""
+        batches = max(self.stats["batches"], 1)
+        per_request_s = (
+            self.stats["forward_s"] / batches / max(self.stats["requests"] / batches, 1.0)
+        )
+        return max(10, int(1000 * per_request_s * len(self._pending)))
 
     async def _run_batch(self, batch: list[tuple[ModelSnapshot, ModelJob]]) -> None:
         loop = asyncio.get_running_loop()

@@ -238,3 +238,19 @@ def test_a_retried_record_with_event_ids_is_stored_once(shared_server: ServerHan
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "event_ids" in (refused.value.details() or "")
+
+
+def test_a_full_queue_answers_resource_exhausted_with_a_pushback(
+    start_server: StartServer,
+) -> None:
+    server = start_server(max_queue=1, cache_ttl_s=0)
+    batch = pb.RecommendBatchRequest(
+        requests=[pb.RecommendRequest(history=HISTORY, k=5) for _ in range(30)]
+    )
+    with pytest.raises(grpc.RpcError) as full:
+        server.stub.RecommendBatch(batch, timeout=10)
+    assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "--max-queue" in (full.value.details() or "")
+    trailing = dict(full.value.trailing_metadata() or ())
+    assert int(trailing["grpc-retry-pushback-ms"]) >= 10
+    assert server.stub.Recommend(pb.RecommendRequest(history=HISTORY, k=5), timeout=5).items

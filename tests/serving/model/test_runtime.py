@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from serving.errors import ServiceError
+from serving.errors import ResourceExhausted, ServiceError
 from serving.model.runtime import ModelJob, ModelRuntime, ModelSnapshot, load_snapshot, run_batch
 from serving.model.scheduling import marked_threads
 
@@ -252,3 +252,49 @@ def test_a_hot_swap_loads_the_new_model_on_a_sched_batch_thread(
     if loaders and not any(loaders.values()):
         pytest.skip("this system refuses SCHED_BATCH (see the log)")
     assert list(loaders.values()) == [True]  # the executor thread the new model was loaded on
+
+
+def test_a_large_batch_caller_leaves_room_in_every_forward_for_others(
+    snapshot: ModelSnapshot,
+) -> None:
+    """A 40-request RecommendBatch queued first and one single request after it: the single
+    one rides in the first forward, not behind all of the batch's."""
+
+    async def main() -> list[list[int]]:
+        runtime = ModelRuntime(
+            snapshot, 16, 0, 1, max_queue=100, explain_top=5, fair_share=6
+        )  # not started: the forwards' membership is read off the queue directly
+        loop = asyncio.get_running_loop()
+        big = [
+            ModelJob([1, 2], 3, [], None, False, None, loop.create_future(), caller=7)
+            for _ in range(40)
+        ]
+        other = ModelJob([3], 3, [], None, False, None, loop.create_future(), caller=8)
+        single = ModelJob([4], 3, [], None, False, None, loop.create_future())
+        runtime._pending = [(snapshot, job) for job in [*big, other, single]]
+        forwards = []
+        while runtime._pending:
+            forwards.append([job.caller for _, job in runtime._take_batch()])
+        return forwards
+
+    forwards = asyncio.run(main())
+    assert forwards[0] == [7] * 6 + [8, 0]  # at most 6 of the big call, the others at once
+    assert [len(f) for f in forwards[1:]] == [6] * 5 + [4]
+    assert sum(len(f) for f in forwards) == 42
+
+
+def test_a_full_queue_is_resource_exhausted_with_a_retry_hint(snapshot: ModelSnapshot) -> None:
+    async def main() -> None:
+        runtime = _started_runtime(snapshot)
+        loop = asyncio.get_running_loop()
+        runtime._pending = [
+            (snapshot, ModelJob([1], 3, [], None, False, None, loop.create_future()))
+        ] * runtime.max_queue
+        with pytest.raises(ResourceExhausted, match=r"--max-queue\); retry in \d+ ms") as full:
+            await runtime.infer(snapshot, _job([1], 3))
+        assert full.value.retry_after_ms >= 10
+        assert full.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        runtime._pending = []
+        await runtime.close()
+
+    asyncio.run(main())
