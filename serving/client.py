@@ -51,11 +51,13 @@ def recommend(
     timeout_s: float = 10.0,
     tls_ca: Path | None = None,
     token_file: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
 ) -> pb.RecommendResponse:
     """One Recommend call over a fresh channel (TLS checked against ``tls_ca``; the first
     token of ``token_file`` as a bearer token); an error status raises ``RemoteError``."""
     metadata = call_metadata(token_file)
-    with client_channel(target, tls_ca) as channel:
+    with client_channel(target, tls_ca, client_cert, client_key) as channel:
         stub = pb_grpc.RecommenderStub(channel)
         try:
             return stub.Recommend(request, timeout=timeout_s, metadata=metadata)

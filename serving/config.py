@@ -31,6 +31,8 @@ class ServeConfig(Config):
     """PEM certificate chain: the port speaks TLS only (with --tls-key)."""
     tls_key: str | None = None
     """PEM private key of --tls-cert."""
+    tls_client_ca: str | None = None
+    """With TLS: clients must present a certificate signed by this PEM CA (mutual TLS)."""
     auth_token_file: str | None = None
     """A file of bearer tokens, one per line: every call must send metadata
     'authorization: Bearer <token>' with one of them (the health service stays open)."""
@@ -177,6 +179,8 @@ class ServeConfig(Config):
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
         if not self.redis_dir:
             raise ConfigError("--redis-dir must not be empty (auto, none or a folder)")
         return self

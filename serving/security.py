@@ -1,12 +1,16 @@
-"""Who may talk to the server: TLS on the port, and bearer tokens on every call.
+"""Who may talk to the server: TLS on the port, and bearer tokens with scopes on every call.
 
 Without either, anyone who reaches the port reads or rewrites any user's history. With
-``--tls-cert``/``--tls-key`` the port speaks only TLS (grpc's own ``ssl_server_credentials``);
-with ``--auth-token-file`` every call must carry ``authorization: Bearer <token>`` metadata
-matching a line of that file (several lines: rotate a token without a restart of the clients
-first), compared in constant time. The health service stays open to probes (an orchestrator
-asks it without credentials; it reveals nothing but serving / not serving). With ``--verify-key``
-only artifacts signed with its private key are served (``recsys.export.signing``).
+``--tls-cert``/``--tls-key`` the port speaks only TLS (grpc's own ``ssl_server_credentials``;
+with ``--tls-client-ca`` a client must also present a certificate that CA signed). With
+``--auth-token-file`` every call must carry ``authorization: Bearer <token>`` metadata matching a
+line of that file, compared in constant time: ``read:<token>`` may call the read methods
+(``READ_METHODS``), ``write:<token>`` (or a bare ``<token>``) everything. A call without an
+accepted token is UNAUTHENTICATED, one whose token lacks the scope PERMISSION_DENIED; tokens are
+never logged. Several lines let tokens rotate. The health service stays open to probes (an
+orchestrator asks it without credentials; it reveals nothing but serving / not serving). With
+``--verify-key`` only artifacts signed with its private key are served
+(``recsys.export.signing``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ if TYPE_CHECKING:
 
 OPEN_METHODS: Final = ("/grpc.health.v1.Health/",)
 """Method prefixes answered without a token."""
+READ_METHODS: Final = frozenset(
+    {
+        "/recsys.v1.Recommender/Recommend",
+        "/recsys.v1.Recommender/RecommendBatch",
+        "/recsys.v1.Recommender/GetUserHistory",
+        "/recsys.v1.Recommender/GetModelInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+"""What a ``read:`` token may call; anything else (writes, deletions) needs ``write:``."""
+SCOPES: Final = ("read", "write")
 MIN_TOKEN_LENGTH: Final = 16
 AUTH_HEADER: Final = "authorization"
 
@@ -40,29 +56,46 @@ def _read(path: Path, flag: str) -> bytes:
         raise ConfigError(f"{flag} {path}: cannot read it ({err.strerror})") from err
 
 
-def server_credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
-    """TLS credentials from PEM files; errors name the flag."""
+def server_credentials(
+    cert: Path, key: Path, client_ca: Path | None = None
+) -> grpc.ServerCredentials:
+    """TLS credentials from PEM files (with ``client_ca``: clients must present a certificate
+    it signed); errors name the flag."""
     chain, private_key = _read(cert, "--tls-cert"), _read(key, "--tls-key")
     if b"-----BEGIN CERTIFICATE-----" not in chain:
         raise ConfigError(f"--tls-cert {cert} holds no PEM certificate")
     if b"PRIVATE KEY-----" not in private_key:
         raise ConfigError(f"--tls-key {key} holds no PEM private key")
-    return grpc.ssl_server_credentials([(private_key, chain)])
+    if client_ca is None:
+        return grpc.ssl_server_credentials([(private_key, chain)])
+    roots = _read(client_ca, "--tls-client-ca")
+    if b"-----BEGIN CERTIFICATE-----" not in roots:
+        raise ConfigError(f"--tls-client-ca {client_ca} holds no PEM certificate")
+    return grpc.ssl_server_credentials(
+        [(private_key, chain)], root_certificates=roots, require_client_auth=True
+    )
 
 
-def read_tokens(path: Path) -> list[bytes]:
-    """The accepted tokens: the file's non-empty lines, each at least ``MIN_TOKEN_LENGTH``."""
+def read_tokens(path: Path) -> list[tuple[str, bytes]]:
+    """The accepted (scope, token) pairs: the file's non-empty lines, ``read:<token>``,
+    ``write:<token>`` or a bare ``<token>`` (write), each token at least ``MIN_TOKEN_LENGTH``."""
     lines = [line.strip() for line in _read(path, "--auth-token-file").splitlines()]
-    tokens = [line for line in lines if line]
-    if not tokens:
+    entries: list[tuple[str, bytes]] = []
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        scope, separator, token = line.partition(b":")
+        if not separator or scope.decode(errors="replace") not in SCOPES:
+            scope, token = b"write", line
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"--auth-token-file {path}: the token on line {number} is shorter than "
+                f"{MIN_TOKEN_LENGTH} characters (guessable)"
+            )
+        entries.append((scope.decode(), token))
+    if not entries:
         raise ConfigError(f"--auth-token-file {path} holds no token (one per line)")
-    short = [n for n, token in enumerate(tokens, 1) if len(token) < MIN_TOKEN_LENGTH]
-    if short:
-        raise ConfigError(
-            f"--auth-token-file {path}: token {short[0]} is shorter than {MIN_TOKEN_LENGTH} "
-            "characters (guessable)"
-        )
-    return tokens
+    return entries
 
 
 @dataclass(frozen=True)
@@ -70,7 +103,8 @@ class Security:
     """What a server's configuration asks for: accepted tokens (none: no authentication) and
     TLS credentials (None: plaintext), read from their files once."""
 
-    tokens: list[bytes]
+    tokens: list[tuple[str, bytes]]
+    """(scope, token) pairs."""
     credentials: grpc.ServerCredentials | None
     verify_key: Ed25519PublicKey | None = None
     """Serve only artifacts signed with its private key."""
@@ -80,7 +114,8 @@ class Security:
         tokens = read_tokens(Path(config.auth_token_file)) if config.auth_token_file else []
         credentials = None
         if config.tls_cert is not None and config.tls_key is not None:
-            credentials = server_credentials(Path(config.tls_cert), Path(config.tls_key))
+            client_ca = Path(config.tls_client_ca) if config.tls_client_ca else None
+            credentials = server_credentials(Path(config.tls_cert), Path(config.tls_key), client_ca)
         key = None
         if config.verify_key:
             # Imported here: the clients of this module (recsys health) must not load torch.
@@ -90,45 +125,58 @@ class Security:
         return cls(tokens, credentials, key)
 
 
+_REFUSED = "missing or wrong credentials: send metadata 'authorization: Bearer <token>'"
+
+
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses, UNAUTHENTICATED, every call without one of ``tokens`` (``OPEN_METHODS`` pass)."""
+    """UNAUTHENTICATED for a call without an accepted token, PERMISSION_DENIED for a token
+    without the method's scope (``OPEN_METHODS`` pass)."""
 
-    def __init__(self, tokens: Sequence[bytes]) -> None:
-        self._expected = [b"Bearer " + token for token in tokens]
+    def __init__(self, tokens: Sequence[tuple[str, bytes]]) -> None:
+        self._expected = [(scope, b"Bearer " + token) for scope, token in tokens]
 
-    def _allowed(self, details: grpc.HandlerCallDetails) -> bool:
-        if details.method.startswith(OPEN_METHODS):
-            return True
+    def _scope(self, details: grpc.HandlerCallDetails) -> str | None:
+        """The scope of the call's token, None when it carries no accepted one."""
         given = b""
         for key, value in details.invocation_metadata or ():
             if key == AUTH_HEADER:
                 given = value.encode() if isinstance(value, str) else bytes(value)
         # Every token compared, in constant time: no early exit tells which one nearly matched.
-        matches = [hmac.compare_digest(given, expected) for expected in self._expected]
-        return any(matches)
+        found = None
+        for scope, expected in self._expected:
+            if hmac.compare_digest(given, expected) and found != "write":
+                found = scope
+        return found
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or self._allowed(handler_call_details):
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_METHODS):
             return handler
-        return _refusal(handler)
+        scope = self._scope(handler_call_details)
+        if scope is None:
+            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, _REFUSED)
+        if scope != "write" and method not in READ_METHODS:
+            return _refusal(
+                handler,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{method.rsplit('/', 1)[-1]} needs a write token; this one may only read",
+            )
+        return handler
 
 
-_REFUSED = "missing or wrong credentials: send metadata 'authorization: Bearer <token>'"
-
-
-def _refusal(handler: Handler) -> Handler:
-    """A handler of the same kind as ``handler`` that answers UNAUTHENTICATED."""
+def _refusal(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
+    """A handler of the same kind as ``handler`` that answers ``code``."""
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSED)
+        await context.abort(code, message)
 
     async def streaming(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSED)
+        await context.abort(code, message)
         yield None  # pragma: no cover - abort raises
 
     if handler.unary_unary is not None:
@@ -140,15 +188,26 @@ def _refusal(handler: Handler) -> Handler:
     return grpc.stream_stream_rpc_method_handler(streaming)
 
 
-def client_channel(target: str, tls_ca: Path | None = None) -> grpc.Channel:
-    """A channel to ``target``: TLS checked against the CA bundle ``tls_ca``, else plaintext."""
+def client_channel(
+    target: str,
+    tls_ca: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> grpc.Channel:
+    """A channel to ``target``: TLS checked against the CA bundle ``tls_ca`` (presenting
+    ``client_cert``/``client_key`` where the server asks for one), else plaintext."""
     if tls_ca is None:
         return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, grpc.ssl_channel_credentials(_read(tls_ca, "--tls-ca")))
+    chain = _read(client_cert, "--tls-client-cert") if client_cert else None
+    key = _read(client_key, "--tls-client-key") if client_key else None
+    credentials = grpc.ssl_channel_credentials(
+        _read(tls_ca, "--tls-ca"), private_key=key, certificate_chain=chain
+    )
+    return grpc.secure_channel(target, credentials)
 
 
 def call_metadata(token_file: Path | None) -> tuple[tuple[str, str], ...]:
     """The metadata a call carries: the first token of ``token_file`` as a bearer token."""
     if token_file is None:
         return ()
-    return ((AUTH_HEADER, "Bearer " + read_tokens(token_file)[0].decode()),)
+    return ((AUTH_HEADER, "Bearer " + read_tokens(token_file)[0][1].decode()),)

@@ -19,6 +19,7 @@ from serving.errors import DeadlineExceeded
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.validation import (
+    check_id,
     parse_batch,
     parse_history_request,
     parse_recommend,
@@ -80,6 +81,13 @@ class RecommenderService(pb_grpc.RecommenderServicer):
         user_id, limit = parse_history_request(request, self.config)
         items, version = await self.engine.store.history(user_id, limit)
         return pb.GetUserHistoryResponse(item_ids=items, history_version=version)
+
+    async def DeleteUserData(  # noqa: N802
+        self, request: pb.DeleteUserDataRequest, context: Context
+    ) -> pb.DeleteUserDataResponse:
+        user_id = check_id(request.user_id, "user_id", self.config)
+        items, answers = await self.engine.store.delete_user(user_id)
+        return pb.DeleteUserDataResponse(deleted_items=items, deleted_answers=answers)
 
     async def GetModelInfo(  # noqa: N802
         self, request: pb.GetModelInfoRequest, context: Context

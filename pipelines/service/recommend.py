@@ -47,6 +47,10 @@ class RecommendSettings(Config):
     """PEM CA bundle to check the server's TLS certificate against (TLS on when given)."""
     auth_token_file: str | None = None
     """A file whose first line is the bearer token to send."""
+    tls_client_cert: str | None = None
+    """PEM certificate to present where the server asks for one (mutual TLS)."""
+    tls_client_key: str | None = None
+    """PEM private key of --tls-client-cert."""
 
 
 def _recommend(settings: RecommendSettings, as_json: bool) -> None:
@@ -65,6 +69,8 @@ def _recommend(settings: RecommendSettings, as_json: bool) -> None:
         settings.timeout,
         Path(settings.tls_ca) if settings.tls_ca else None,
         Path(settings.auth_token_file) if settings.auth_token_file else None,
+        Path(settings.tls_client_cert) if settings.tls_client_cert else None,
+        Path(settings.tls_client_key) if settings.tls_client_key else None,
     )
     if as_json:
         print(json.dumps(response_to_dict(response)))

@@ -83,6 +83,11 @@ return {version, redis.call('LLEN', KEYS[1]), n - #fresh}
 """
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
 class FeatureKeys:
     """The key scheme, shared by the server and ``recsys load-features``."""
 
@@ -103,6 +108,10 @@ class FeatureKeys:
         """The result key without the history version (appended by the reader)."""
         owner = "~anonymous" if user_id is None else f"{{{user_id}}}"
         return f"{self.namespace}:r:{owner}:{model_version}:{options}:"
+
+    def results_pattern(self, user_id: str) -> str:
+        """A MATCH pattern of every cached answer of the user (``user_id`` taken literally)."""
+        return f"{self.namespace}:r:{{{_glob_escape(user_id)}}}:*"
 
     def pattern(self) -> str:
         """Every key of the namespace (for clean-up)."""
@@ -395,6 +404,33 @@ class FeatureStore:
 
         version, items = await self._run(read, idempotent=True)
         return [item.decode() for item in items], int(version or 0)
+
+    async def delete_user(self, user_id: str) -> tuple[int, int]:
+        """Delete the user's history, event ids and cached answers: (items, answers) deleted.
+
+        The version counter stays and is bumped (it holds nothing about the user): an answer
+        cached under the old history by a request running right now is unreachable after it.
+        """
+        pattern = self.keys.results_pattern(user_id)
+
+        async def find_answers() -> list[bytes]:
+            return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+
+        answers: list[bytes] = await self._run(find_answers, idempotent=True)
+
+        def delete() -> Awaitable[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.llen(self.keys.history(user_id))
+            pipe.delete(self.keys.history(user_id), self.keys.event_ids(user_id), *answers)
+            pipe.incr(self.keys.version(user_id))
+            return pipe.execute()
+
+        try:
+            items, _, _ = await self._run(delete, idempotent=True)
+        finally:
+            if self.near is not None:
+                self.near.forget([self.keys.version(user_id).encode()])
+        return int(items), len(answers)
 
     async def close(self) -> None:
         if self._probe is not None:

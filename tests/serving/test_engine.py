@@ -254,3 +254,42 @@ def test_a_full_queue_answers_resource_exhausted_with_a_pushback(
     trailing = dict(full.value.trailing_metadata() or ())
     assert int(trailing["grpc-retry-pushback-ms"]) >= 10
     assert server.stub.Recommend(pb.RecommendRequest(history=HISTORY, k=5), timeout=5).items
+
+
+def test_deleting_a_users_data_removes_history_event_ids_and_cached_answers(
+    shared_server: ServerHandle, redis_url: str
+) -> None:
+    import redis as redis_py
+
+    stub = shared_server.stub
+    user = "forget*me"  # a glob character: only this user's keys may go
+    stub.RecordInteractions(
+        pb.RecordInteractionsRequest(
+            user_id=user, item_ids=["sku-1", "sku-2"], event_ids=["a", "b"]
+        ),
+        timeout=5,
+    )
+    record(shared_server, "forget-me-not", ["sku-3"])
+    for k in (3, 5):
+        stub.Recommend(pb.RecommendRequest(user_id=user, k=k), timeout=5)  # two cached answers
+    kept = stub.Recommend(pb.RecommendRequest(user_id="forget-me-not", k=3), timeout=5)
+    deleted = stub.DeleteUserData(pb.DeleteUserDataRequest(user_id=user), timeout=5)
+    assert (deleted.deleted_items, deleted.deleted_answers) == (2, 2)
+    client = redis_py.Redis.from_url(redis_url)
+    try:
+        namespace = shared_server.app.config.namespace
+        keys = [key.decode() for key in client.scan_iter(match=f"{namespace}:*")]
+    finally:
+        client.close()
+    assert [key for key in keys if "{forget*me}" in key] == [f"{namespace}:v:{{forget*me}}"]
+    assert any("{forget-me-not}" in key for key in keys)  # another user's keys stay
+    history = stub.GetUserHistory(pb.GetUserHistoryRequest(user_id=user), timeout=5)
+    assert list(history.item_ids) == []
+    after = stub.Recommend(pb.RecommendRequest(user_id=user, k=3), timeout=5)
+    assert after.source == pb.SOURCE_FALLBACK  # no history left, no cached answer served
+    again = stub.RecordInteractions(
+        pb.RecordInteractionsRequest(user_id=user, item_ids=["sku-1"], event_ids=["a"]), timeout=5
+    )
+    assert again.duplicate_events == 0  # its event ids went too
+    same = stub.Recommend(pb.RecommendRequest(user_id="forget-me-not", k=3), timeout=5)
+    assert same.source == pb.SOURCE_CACHE and ids(same) == ids(kept)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,10 +69,13 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+READER = "a-token-that-may-only-read-42"
+
+
 @pytest.fixture
 def tokens(tmp_path: Path) -> Path:
     path = tmp_path / "tokens"
-    path.write_text(f"{TOKEN}\nanother-accepted-token-5678\n")
+    path.write_text(f"{TOKEN}\nwrite:another-accepted-token-5678\nread:{READER}\n")
     return path
 
 
@@ -101,6 +105,52 @@ def test_only_calls_with_an_accepted_token_get_in(start_server: StartServer, tok
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_a_read_token_reads_and_may_not_write(start_server: StartServer, tokens: Path) -> None:
+    server = start_server(auth_token_file=str(tokens))
+    reader = (("authorization", f"Bearer {READER}"),)
+    stub = pb_grpc.RecommenderStub(server.channel)
+    assert len(_recommend(server.channel, READER).items) == 3
+    stub.GetUserHistory(pb.GetUserHistoryRequest(user_id="u"), timeout=5, metadata=reader)
+    stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5, metadata=reader)
+    for call, request in (
+        (stub.RecordInteractions, pb.RecordInteractionsRequest(user_id="u", item_ids=["sku-1"])),
+        (stub.DeleteUserData, pb.DeleteUserDataRequest(user_id="u")),
+    ):
+        with pytest.raises(grpc.RpcError) as denied:
+            call(request, timeout=5, metadata=reader)
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "needs a write token" in (denied.value.details() or "")
+    writer = (("authorization", f"Bearer {TOKEN}"),)
+    stub.RecordInteractions(
+        pb.RecordInteractionsRequest(user_id="u", item_ids=["sku-1"]), timeout=5, metadata=writer
+    )
+
+
+def test_tokens_never_reach_the_log(
+    start_server: StartServer, tokens: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = start_server(auth_token_file=str(tokens))
+    with pytest.raises(grpc.RpcError):
+        _recommend(server.channel, "wrong-token-but-long-enough")
+    _recommend(server.channel, TOKEN)
+    assert TOKEN not in caplog.text and READER not in caplog.text
+    assert "3 accepted" in caplog.text
+
+
+def test_mutual_tls_refuses_a_client_without_a_certificate(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    server = start_server(tls_cert=str(cert), tls_key=str(key), tls_client_ca=str(cert))
+    target = f"localhost:{server.port}"
+    request = pb.RecommendRequest(history=["sku-1"], k=2)
+    with pytest.raises(RemoteError, match="UNAVAILABLE"):
+        recommend(target, request, 5, cert)  # no client certificate: the handshake fails
+    answer = recommend(target, request, 5, cert, None, cert, key)  # the same CA signed it
+    assert len(answer.items) == 2
+
+
 def test_a_tls_port_speaks_only_tls(
     start_server: StartServer, tmp_path: Path, tokens: Path
 ) -> None:
@@ -125,7 +175,8 @@ def test_a_tls_port_speaks_only_tls(
         ({"tls_cert": "{tokens}", "tls_key": "{tokens}"}, "holds no PEM certificate"),
         ({"auth_token_file": "missing"}, "--auth-token-file missing: cannot read it"),
         ({"auth_token_file": "{empty}"}, "holds no token"),
-        ({"auth_token_file": "{short}"}, "token 1 is shorter than 16 characters"),
+        ({"auth_token_file": "{short}"}, "token on line 1 is shorter than 16 characters"),
+        ({"tls_client_ca": "ca.pem"}, "--tls-client-ca needs TLS"),
     ],
 )
 def test_unusable_credentials_are_refused_naming_the_flag(

@@ -56,6 +56,11 @@ class RecommenderStub:
                 request_serializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetUserHistoryRequest.SerializeToString,
                 response_deserializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetUserHistoryResponse.FromString,
                 _registered_method=True)
+        self.DeleteUserData = channel.unary_unary(
+                '/recsys.v1.Recommender/DeleteUserData',
+                request_serializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.DeleteUserDataRequest.SerializeToString,
+                response_deserializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.DeleteUserDataResponse.FromString,
+                _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/recsys.v1.Recommender/GetModelInfo',
                 request_serializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetModelInfoRequest.SerializeToString,
@@ -97,6 +102,13 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUserData(self, request, context):
+        """Privacy requests: delete one user's stored history, event ids and cached answers (a write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetModelInfo(self, request, context):
         """The model being served and its artifact manifest.
         """
@@ -126,6 +138,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.GetUserHistory,
                     request_deserializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetUserHistoryRequest.FromString,
                     response_serializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetUserHistoryResponse.SerializeToString,
+            ),
+            'DeleteUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserData,
+                    request_deserializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.DeleteUserDataRequest.FromString,
+                    response_serializer=serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.DeleteUserDataResponse.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
@@ -243,6 +260,33 @@ class Recommender:
             '/recsys.v1.Recommender/GetUserHistory',
             serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetUserHistoryRequest.SerializeToString,
             serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.GetUserHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsys.v1.Recommender/DeleteUserData',
+            serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.DeleteUserDataRequest.SerializeToString,
+            serving_dot_proto_dot_recsys_dot_v1_dot_recommender__pb2.DeleteUserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

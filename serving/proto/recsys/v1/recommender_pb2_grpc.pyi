@@ -50,6 +50,8 @@ class RecommenderStub:
     """
     GetUserHistory: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.GetUserHistoryRequest, _recommender_pb2.GetUserHistoryResponse]
     """A user's stored history (empty for a user the store has never seen)."""
+    DeleteUserData: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.DeleteUserDataRequest, _recommender_pb2.DeleteUserDataResponse]
+    """Privacy requests: delete one user's stored history, event ids and cached answers (a write)."""
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.GetModelInfoRequest, _recommender_pb2.ModelInfo]
     """The model being served and its artifact manifest."""
 
@@ -70,6 +72,8 @@ class RecommenderAsyncStub(RecommenderStub):
     """
     GetUserHistory: _aio.UnaryUnaryMultiCallable[_recommender_pb2.GetUserHistoryRequest, _recommender_pb2.GetUserHistoryResponse]  # type: ignore[assignment]
     """A user's stored history (empty for a user the store has never seen)."""
+    DeleteUserData: _aio.UnaryUnaryMultiCallable[_recommender_pb2.DeleteUserDataRequest, _recommender_pb2.DeleteUserDataResponse]  # type: ignore[assignment]
+    """Privacy requests: delete one user's stored history, event ids and cached answers (a write)."""
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_recommender_pb2.GetModelInfoRequest, _recommender_pb2.ModelInfo]  # type: ignore[assignment]
     """The model being served and its artifact manifest."""
 
@@ -111,6 +115,14 @@ class RecommenderServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recommender_pb2.GetUserHistoryResponse, _abc.Awaitable[_recommender_pb2.GetUserHistoryResponse]]:
         """A user's stored history (empty for a user the store has never seen)."""
+
+    @_abc_1.abstractmethod
+    def DeleteUserData(
+        self,
+        request: _recommender_pb2.DeleteUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.DeleteUserDataResponse, _abc.Awaitable[_recommender_pb2.DeleteUserDataResponse]]:
+        """Privacy requests: delete one user's stored history, event ids and cached answers (a write)."""
 
     @_abc_1.abstractmethod
     def GetModelInfo(
