@@ -27,6 +27,9 @@ class ServeConfig(Config):
     """Address to listen on (0.0.0.0: every interface)."""
     port: int = DEFAULT_PORT
     """0 picks a free port (tests)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics over HTTP on this port (on --host, path /metrics); 0 picks a
+    free one; unset: no metrics endpoint."""
     tls_cert: str | None = None
     """PEM certificate chain: the port speaks TLS only (with --tls-key)."""
     tls_key: str | None = None
@@ -163,6 +166,8 @@ class ServeConfig(Config):
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port must be in 0..65535, got {self.metrics_port}")
         if not self.host:
             raise ConfigError("--host must not be empty")
         if not _NAMESPACE.match(self.namespace):

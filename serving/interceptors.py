@@ -32,12 +32,16 @@ if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Behaviour: TypeAlias = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
+Observe = Callable[[str, grpc.StatusCode, float], None]
+
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps errors of the unary methods whose full name starts with ``prefix``."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, observe: Observe | None = None) -> None:
         self.prefix = prefix
+        self.observe = observe
+        """Called with (method, status code, seconds) as each call ends (the metrics)."""
         self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
@@ -51,7 +55,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not method.startswith(self.prefix) or handler.unary_unary is None:
             return handler
         wrapped = grpc.unary_unary_rpc_method_handler(
-            _mapped(cast("Behaviour", handler.unary_unary), method, UndecodableLog(method)),
+            _mapped(
+                cast("Behaviour", handler.unary_unary),
+                method,
+                UndecodableLog(method),
+                self.observe,
+            ),
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
@@ -105,28 +114,40 @@ class UndecodableLog:
             self.refused = 0
 
 
-def _mapped(behaviour: Behaviour, method: str, undecodable: UndecodableLog) -> Behaviour:
+def _mapped(
+    behaviour: Behaviour, method: str, undecodable: UndecodableLog, observe: Observe | None
+) -> Behaviour:
     message = method.rsplit("/", 1)[-1]
 
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Undecodable):
-            undecodable.refuse(request.reason)
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request: the bytes are not a valid {message} request ({request.reason})",
-            )
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
         try:
-            return await behaviour(request, context)
-        except ResourceExhausted as err:
-            # The standard pushback header: gRPC clients with a retry policy wait this long.
-            metadata = (("grpc-retry-pushback-ms", str(err.retry_after_ms)),)
-            await context.abort(err.code, str(err), trailing_metadata=metadata)
-        except ServiceError as err:
-            await context.abort(err.code, str(err))
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the last line of defence: INTERNAL, logged
-            log.exception("unexpected error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}")
+            if isinstance(request, Undecodable):
+                undecodable.refuse(request.reason)
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                await context.abort(
+                    code,
+                    f"request: the bytes are not a valid {message} request ({request.reason})",
+                )
+            try:
+                return await behaviour(request, context)
+            except ResourceExhausted as err:
+                code = err.code
+                # The standard pushback header: gRPC clients with a retry policy wait this long.
+                metadata = (("grpc-retry-pushback-ms", str(err.retry_after_ms)),)
+                await context.abort(err.code, str(err), trailing_metadata=metadata)
+            except ServiceError as err:
+                code = err.code
+                await context.abort(err.code, str(err))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the last line of defence: INTERNAL, logged
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unexpected error in %s", method)
+                await context.abort(code, f"internal error: {type(err).__name__}")
+        finally:
+            if observe is not None:
+                observe(message, code, time.perf_counter() - started)
 
     return handle

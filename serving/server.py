@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 import grpc
@@ -26,7 +27,8 @@ from recsys.errors import RecsysError
 from serving.config import ServeConfig
 from serving.engine import RecommendEngine
 from serving.interceptors import ErrorInterceptor
-from serving.model.runtime import ModelRuntime, load_snapshot
+from serving.metrics import ServerMetrics
+from serving.model.runtime import ModelRuntime, ModelSnapshot, load_snapshot
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.security import Security, TokenInterceptor
@@ -76,6 +78,7 @@ def create_server(
     service: RecommenderService,
     health_servicer: health.aio.HealthServicer,
     security: Security,
+    metrics: ServerMetrics | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the service, health, reflection and the error interceptor, bound
     to ``config.host:config.port`` (port 0: a free one). Returns (server, bound port)."""
@@ -99,7 +102,13 @@ def create_server(
             " or ".join(missing),
         )
     server = grpc.aio.server(
-        interceptors=[*interceptors, ErrorInterceptor(prefix=f"/{SERVICE_NAME}/")],
+        interceptors=[
+            *interceptors,
+            ErrorInterceptor(
+                prefix=f"/{SERVICE_NAME}/",
+                observe=metrics.observe_call if metrics is not None else None,
+            ),
+        ],
         options=[("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_RecommenderServicer_to_server(service, server)
@@ -126,6 +135,8 @@ class RecommenderApp:
     def __init__(self, config: ServeConfig, artifact: Path) -> None:
         self.config = config
         self.security = Security.of(config)  # read now: bad files are refused before any work
+        self.metrics = ServerMetrics() if config.metrics_port is not None else None
+        self.metrics_port = 0
         self.artifact_path = Path(artifact)
         self.health = health.aio.HealthServicer()
         self.embedded_redis: EmbeddedRedis | None = None
@@ -168,9 +179,11 @@ class RecommenderApp:
             torch.get_num_interop_threads(),
             torch.get_num_threads(),
         )
+        loading = time.perf_counter()
         snapshot = await asyncio.to_thread(
             load_snapshot, self.artifact_path, self.security.verify_key
         )
+        self._model_loaded(snapshot, time.perf_counter() - loading)
         log.info(
             "model %s loaded from %s (%d items, max_len %d)",
             snapshot.model_version,
@@ -219,12 +232,16 @@ class RecommenderApp:
             max_queue=config.max_queue,
             explain_top=config.explain_top,
             on_forward=self._hold_reads_during_forwards if config.read_hold_ms > 0 else None,
+            on_batch=self._forward_done if self.metrics is not None else None,
             verify_key=self.security.verify_key,
             fair_share=config.fair_share,
         )
         self._runtime.start()
-        service = RecommenderService(config, RecommendEngine(config, self._runtime, self._store))
-        self._server, self.port = create_server(config, service, self.health, self.security)
+        engine = RecommendEngine(config, self._runtime, self._store)
+        service = RecommenderService(config, engine, self.metrics)
+        self._server, self.port = create_server(
+            config, service, self.health, self.security, self.metrics
+        )
         freeze_startup_heap()
         await self._server.start()
         store_status = (
@@ -235,6 +252,10 @@ class RecommenderApp:
         await self.health.set(FEATURE_STORE_HEALTH, store_status)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.metrics is not None and config.metrics_port is not None:
+            self.metrics.watch(self._scrape_values)
+            self.metrics_port = self.metrics.serve(config.host, config.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", config.host, self.metrics_port)
         if config.watch:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         log.info("serving %s on %s:%d", SERVICE_NAME, config.host, self.port)
@@ -249,7 +270,40 @@ class RecommenderApp:
         else:
             self._store.release_reads()
 
+    def _model_loaded(self, snapshot: ModelSnapshot, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.model.info(
+                {
+                    "model_version": snapshot.model_version,
+                    "artifact": str(snapshot.artifact.path),
+                    "loaded_at": snapshot.loaded_at,
+                    "num_items": str(snapshot.num_items),
+                }
+            )
+            self.metrics.model_load_seconds.set(seconds)
+
+    def _forward_done(self, requests: int, seconds: float) -> None:
+        assert self.metrics is not None  # only registered with metrics on
+        self.metrics.batch_size.observe(requests)
+        self.metrics.forward.observe(seconds)
+
+    def _scrape_values(self) -> dict[str, float]:
+        """What the metrics read from the runtime and the near cache when scraped."""
+        values: dict[str, float] = {}
+        if self._runtime is not None:
+            values["queue_depth"] = len(self._runtime._pending)
+            values["in_flight"] = self._runtime.in_flight
+            values["abandoned_requests"] = self._runtime.stats["abandoned"]
+        near = self._store.near if self._store is not None else None
+        if near is not None:
+            values["near_cache_hits"] = near.stats["answers served"]
+            values["near_cache_invalidations"] = near.stats["invalidations"]
+            values["near_cache_bytes"] = near.bytes
+        return values
+
     def _feature_store_health(self, available: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.redis_changed(available)
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if available
@@ -265,9 +319,12 @@ class RecommenderApp:
         model keeps serving.
         """
         target = Path(path) if path is not None else self.artifact_path
+        loading = time.perf_counter()
         try:
-            await self.runtime.swap(target)
+            snapshot = await self.runtime.swap(target)
         except RecsysError as err:
+            if self.metrics is not None:
+                self.metrics.reloads.labels("refused").inc()
             log.error(
                 "reload refused, model %s keeps serving: %s",
                 self.runtime.snapshot.model_version,
@@ -275,6 +332,9 @@ class RecommenderApp:
             )
             return False
         self.artifact_path = target
+        if self.metrics is not None:
+            self.metrics.reloads.labels("ok").inc()
+        self._model_loaded(snapshot, time.perf_counter() - loading)
         return True
 
     async def _watch(self) -> None:
@@ -299,6 +359,8 @@ class RecommenderApp:
             self._watch_task.cancel()
         if self._server is not None:
             await self._server.stop(self.config.grace_s if grace is None else grace)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
         if self._runtime is not None:
             await self._runtime.close()
         if self._store is not None:

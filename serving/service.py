@@ -16,6 +16,7 @@ import grpc
 from serving.config import ServeConfig
 from serving.engine import RecommendEngine
 from serving.errors import DeadlineExceeded
+from serving.metrics import ServerMetrics
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.validation import (
@@ -40,16 +41,21 @@ def _deadline(context: Context) -> float | None:
 
 
 class RecommenderService(pb_grpc.RecommenderServicer):
-    def __init__(self, config: ServeConfig, engine: RecommendEngine) -> None:
+    def __init__(
+        self, config: ServeConfig, engine: RecommendEngine, metrics: ServerMetrics | None = None
+    ) -> None:
         self.config = config
         self.engine = engine
+        self.metrics = metrics
         self._callers = itertools.count(1)
 
     async def Recommend(  # noqa: N802 - gRPC method name
         self, request: pb.RecommendRequest, context: Context
     ) -> pb.RecommendResponse:
         query = parse_recommend(request, self.config)
-        return await self.engine.recommend(query, _deadline(context))
+        answer = await self.engine.recommend(query, _deadline(context))
+        self._count([answer])
+        return answer
 
     async def RecommendBatch(  # noqa: N802
         self, request: pb.RecommendBatchRequest, context: Context
@@ -60,7 +66,19 @@ class RecommenderService(pb_grpc.RecommenderServicer):
         answers = await asyncio.gather(
             *(self.engine.recommend(query, deadline, caller) for query in queries)
         )
+        self._count(answers)
         return pb.RecommendBatchResponse(responses=answers)
+
+    def _count(self, answers: list[pb.RecommendResponse]) -> None:
+        if self.metrics is None:
+            return
+        for answer in answers:
+            reason = ""
+            if answer.source == pb.SOURCE_FALLBACK:
+                reason = pb.FallbackReason.Name(answer.fallback_reason)
+            self.metrics.answers.labels(pb.Source.Name(answer.source), reason).inc()
+            if answer.degraded:
+                self.metrics.degraded.inc()
 
     async def RecordInteractions(  # noqa: N802
         self, request: pb.RecordInteractionsRequest, context: Context

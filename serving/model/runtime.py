@@ -228,6 +228,7 @@ class ModelRuntime:
         on_forward: Callable[[bool], None] | None = None,
         verify_key: Ed25519PublicKey | None = None,
         fair_share: int | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.max_batch_size = max_batch_size
@@ -236,6 +237,8 @@ class ModelRuntime:
         self.in_flight = 0
         """Requests in flight, counted by their callers (``RecommendEngine``): the load signal."""
         self.max_queue = max_queue
+        self.on_batch = on_batch
+        """Called with (requests, seconds) after each forward (the metrics)."""
         self.fair_share = fair_share or max_batch_size
         """Most jobs of one caller in one forward."""
         self.explain_top = explain_top
@@ -385,11 +388,14 @@ class ModelRuntime:
         for group_snapshot, jobs in _groups(live):
             if self.on_forward is not None:
                 self.on_forward(True)
+            started = time.perf_counter()
             try:
                 output = await self._forward_on_pool(loop, group_snapshot, jobs)
             finally:
                 if self.on_forward is not None:
                     self.on_forward(False)
+            if self.on_batch is not None:
+                self.on_batch(len(jobs), time.perf_counter() - started)
             results = _results(group_snapshot, jobs, output, self.explain_top)
             for job, result in zip(jobs, results, strict=True):
                 if not job.future.done():
