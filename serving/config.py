@@ -117,6 +117,9 @@ class ServeConfig(Config):
     """How often ``watch`` looks at the manifest."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Least severe log records written."""
+    log_format: Literal["text", "json"] = "text"
+    """text: human-readable lines; json: one JSON object per line (time, level, logger, event,
+    model_version, exception)."""
 
     @model_validator(mode="after")
     def _check(self) -> ServeConfig:

@@ -27,6 +27,7 @@ from recsys.errors import RecsysError
 from serving.config import ServeConfig
 from serving.engine import RecommendEngine
 from serving.interceptors import ErrorInterceptor
+from serving.logs import ModelVersion
 from serving.metrics import ServerMetrics
 from serving.model.runtime import ModelRuntime, ModelSnapshot, load_snapshot
 from serving.proto.recsys.v1 import recommender_pb2 as pb
@@ -271,6 +272,7 @@ class RecommenderApp:
             self._store.release_reads()
 
     def _model_loaded(self, snapshot: ModelSnapshot, seconds: float) -> None:
+        ModelVersion.set(snapshot.model_version)
         if self.metrics is not None:
             self.metrics.model.info(
                 {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -96,9 +97,11 @@ def test_serve_process_reloads_on_sighup_and_drains_on_sigterm(
             process.wait()
 
 
-def _start_serve(artifact: Path, port: int, log: Path, data_home: Path) -> subprocess.Popen[bytes]:
+def _start_serve(
+    artifact: Path, port: int, log: Path, data_home: Path, *extra: str
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "pipelines.cli", "serve", "--artifact", str(artifact)]
-    command += ["--port", str(port), "--redis-fsync", "always"]
+    command += ["--port", str(port), "--redis-fsync", "always", *extra]
     environment = {**os.environ, "XDG_DATA_HOME": str(data_home)}
     with log.open("wb") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=environment)
@@ -130,7 +133,9 @@ def test_the_default_store_keeps_acknowledged_writes_through_a_kill(
         if process.poll() is None:
             process.kill()
             process.wait()
-    process = _start_serve(artifacts.first, port, second_log, tmp_path / "home")
+    process = _start_serve(
+        artifacts.first, port, second_log, tmp_path / "home", "--log-format", "json"
+    )
     try:
         _wait_serving(target, process, second_log)
         with grpc.insecure_channel(target) as channel:
@@ -141,5 +146,9 @@ def test_the_default_store_keeps_acknowledged_writes_through_a_kill(
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
-    socket_path = second_log.read_text().split("unix://")[1].split(",")[0].split()[0]
+    lines = [json.loads(line) for line in second_log.read_text().splitlines() if line.strip()]
+    assert {"time", "level", "logger", "event"} <= set(lines[-1])  # every line is JSON
+    assert any(line.get("model_version") for line in lines)
+    started = next(line["event"] for line in lines if "embedded Redis" in line["event"])
+    socket_path = started.split("unix://")[1].split(",")[0].split()[0]
     assert not Path(socket_path).parent.exists()
