@@ -96,8 +96,10 @@ def health_probe_args(test: list[str]) -> list[str]:
 # --- the compose file ---------------------------------------------------------------------------
 
 
-def test_three_services_redis_pipeline_server() -> None:
-    assert set(services()) == {"redis", "pipeline", "server"}
+def test_the_services_redis_pipeline_server_and_monitoring() -> None:
+    assert set(services()) == {"redis", "pipeline", "server", "prometheus", "grafana"}
+    for name in ("prometheus", "grafana"):  # on the host's loopback only, like the server
+        assert all(port.startswith("127.0.0.1:") for port in services()[name]["ports"])
     redis = services()["redis"]
     assert redis["image"] == "redis:7-alpine"
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
@@ -387,3 +389,50 @@ def _wait_healthy(probe: list[str], server: subprocess.Popen[bytes], log: Path) 
         assert server.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.5)
+
+
+MONITORING = ROOT / "serving" / "monitoring"
+
+
+def served_metric_names() -> set[str]:
+    """Every series name the server can expose (the registry of a real ``ServerMetrics``)."""
+    from serving.metrics import SNAPSHOT_METRICS, ServerMetrics
+
+    metrics = ServerMetrics()
+    metrics.watch(lambda: dict.fromkeys(SNAPSHOT_METRICS, 0.0))
+    names = set()
+    for family in metrics.registry.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
+        names |= {
+            family.name + s
+            for s in suffixes.get(family.type, ["_info"] * (family.type == "info") or [""])
+        }
+    return names
+
+
+def test_prometheus_scrapes_the_servers_metrics_port() -> None:
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    (target,) = job["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    server = services()[host]
+    params = parse_recsys(server_argv())
+    assert int(params["--metrics-port"]) == int(port)
+    assert port in server["expose"]
+    assert job["metrics_path"] == "/metrics"
+    mounted = [v.split(":")[0] for v in services()["prometheus"]["volumes"]]
+    assert "./serving/monitoring/prometheus.yml" in mounted
+
+
+def test_every_dashboard_query_reads_metrics_the_server_exposes() -> None:
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    names = served_metric_names()
+    queried = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            queried |= set(re.findall(r"\brecsys_[a-z_]+", target["expr"]))
+    assert queried, "the dashboard queries nothing"
+    assert queried <= names, f"not exposed by the server: {sorted(queried - names)}"
+    for volume in services()["grafana"]["volumes"]:
+        assert (ROOT / volume.split(":")[0]).is_file(), volume
