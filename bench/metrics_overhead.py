@@ -1,0 +1,158 @@
+"""What Prometheus metrics cost the hot path: ``recsys serve`` with ``--metrics-port`` against the
+same server without, under the same closed-loop loads, in paired rounds.
+
+    .venv/bin/python bench/metrics_overhead.py                 # 5 rounds x 2 traffics: ~3 min
+    .venv/bin/python bench/metrics_overhead.py --rounds 1 --seconds 2   # a smoke run
+
+The setup of ``bench/serve_load.py`` (the Video Games artifact, every user's history loaded into
+Redis under a fresh namespace) with two servers on it, metrics off and on. Each round runs the
+cache-miss and the cache-hit load at ``--concurrency`` in flight on both, back to back, the order
+alternating between rounds, and takes the on/off QPS ratio within the round; the report holds
+the median ratio and every round's. The metrics endpoint is scraped before and after the loads:
+the report lists which series moved. Writes ``metrics_overhead.{json,md}`` to ``--results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.serving_load.load import HOT_USERS, LoadSpec, run_load  # noqa: E402
+from bench.serving_load.servers import (  # noqa: E402
+    WORK,
+    exported_artifact,
+    log,
+    prepared_data,
+    redis_namespace,
+    run_recsys,
+    start_server,
+    stop_server,
+    user_ids,
+)
+from bench.serving_load.servers import item_ids as artifact_item_ids  # noqa: E402
+
+STEM: Final = "metrics_overhead"
+METRICS_PORT: Final = 9187
+
+
+def _scrape(port: int) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback
+        text = answer.read().decode()
+    return {
+        sample.name + json.dumps(sample.labels, sort_keys=True): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "results")
+    args = parser.parse_args()
+    from recsys.io import atomic_write_text, write_json
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    data = prepared_data()
+    artifact = exported_artifact(data)
+    users, items = user_ids(data), artifact_item_ids(artifact)
+    rounds: list[dict[str, Any]] = []
+    with redis_namespace("machine") as (redis_url, namespace, redis_kind):
+        run_recsys(
+            "load-features", "--data", str(data), "--redis-url", redis_url,
+            "--namespace", namespace,
+        )  # fmt: skip
+        off, off_target = start_server(
+            artifact, redis_url, namespace, None, [], WORK / "metrics-off.log"
+        )
+        on, on_target = start_server(
+            artifact, redis_url, namespace, None, ["--metrics-port", str(METRICS_PORT)],
+            WORK / "metrics-on.log",
+        )  # fmt: skip
+        try:
+            before = _scrape(METRICS_PORT)
+            servers = {"off": (off_target, off.pid), "on": (on_target, on.pid)}
+            salt = 0
+            for number in range(1, args.rounds + 1):
+                for traffic in ("miss", "hit"):
+                    order = ("off", "on") if number % 2 else ("on", "off")
+                    qps: dict[str, float] = {}
+                    for name in order:
+                        salt += 1000
+                        target, pid = servers[name]
+                        spec = LoadSpec(
+                            server="recsys", traffic=traffic, target=target,
+                            concurrency=args.concurrency, seconds=args.seconds, warmup_s=2.0,
+                            max_requests=200_000,
+                            users=users[:HOT_USERS] if traffic == "hit" else users,
+                            items=items, salt=salt,
+                            expect="SOURCE_CACHE" if traffic == "hit" else "SOURCE_MODEL",
+                        )  # fmt: skip
+                        result = run_load(spec, pid, redis_url)
+                        qps[name] = result["qps"]
+                    ratio = qps["on"] / qps["off"]
+                    rounds.append({"round": number, "traffic": traffic, **qps, "ratio": ratio})
+                    log(f"round {number} {traffic}: off {qps['off']:,.0f} on {qps['on']:,.0f}")
+            after = _scrape(METRICS_PORT)
+        finally:
+            stop_server(on)
+            stop_server(off)
+    moved = sorted({key.split("{")[0] for key in after if after[key] != before.get(key)})
+    summary = {
+        traffic: statistics.median(r["ratio"] for r in rounds if r["traffic"] == traffic)
+        for traffic in ("miss", "hit")
+    }
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    payload = {
+        "updated": stamp,
+        "redis": redis_kind,
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "median_ratio_on_off": summary,
+        "rounds": rounds,
+        "series_that_moved": moved,
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_json(args.results / f"{STEM}.json", payload)
+    lines = [
+        "# Prometheus metrics on vs off",
+        "",
+        "`recsys serve` with and without `--metrics-port`, the Video Games artifact, "
+        f"{redis_kind}, {args.concurrency} requests in flight, {args.rounds} paired rounds of {args.seconds:g} s "
+        "(the order alternating). Ratio = QPS with metrics / QPS without, within each round.",
+        "",
+        "| traffic | median ratio on/off | rounds (off -> on QPS) |",
+        "|---|---:|---|",
+    ]
+    for traffic, label in (("miss", "cache-miss"), ("hit", "cache-hit")):
+        cells = ", ".join(
+            f"{r['off']:,.0f} -> {r['on']:,.0f}" for r in rounds if r["traffic"] == traffic
+        )
+        lines.append(f"| {label} | {summary[traffic]:.3f} | {cells} |")
+    lines += [
+        "",
+        f"Series that moved between a scrape before and one after the loads: {', '.join(moved)}.",
+        "",
+        f"Updated {stamp}. Reproduce: `.venv/bin/python bench/metrics_overhead.py`.",
+    ]
+    atomic_write_text(args.results / f"{STEM}.md", "\n".join(lines) + "\n")
+    log(f"wrote {args.results / STEM}.{{json,md}}: {summary}")
+
+
+if __name__ == "__main__":
+    main()
