@@ -133,8 +133,9 @@ def main() -> None:
         "# Prometheus metrics on vs off",
         "",
         "`recsys serve` with and without `--metrics-port`, the Video Games artifact, "
-        f"{redis_kind}, {args.concurrency} requests in flight, {args.rounds} paired rounds of {args.seconds:g} s "
-        "(the order alternating). Ratio = QPS with metrics / QPS without, within each round.",
+        f"{redis_kind}, {args.concurrency} requests in flight, {args.rounds} paired rounds of "
+        f"{args.seconds:g} s (the order alternating). Ratio = QPS with metrics / QPS without, "
+        "within each round.",
         "",
         "| traffic | median ratio on/off | rounds (off -> on QPS) |",
         "|---|---:|---|",
