@@ -1,7 +1,9 @@
 """Training: ``config`` (``TrainConfig``), ``datamodule`` (length-bucketed training windows,
 validation targets), ``module`` (the Lightning module: losses, optimiser, validation), ``run``
 (the training job: checkpoints, logs, summary, curves), ``checkpoint`` (reading a checkpoint
-back, and as a scorer), ``callbacks`` and ``curves`` (epoch timing, progress, training curves)."""
+back, and as a scorer), ``callbacks`` and ``curves`` (epoch timing, progress, training curves),
+``recipe`` (the recommended recipe's rules) and ``memory`` (whether a run fits, before it
+allocates)."""
 
 from recsys.training.checkpoint import checkpoint_scorer, load_checkpoint
 from recsys.training.config import TrainConfig
