@@ -8,7 +8,8 @@ code, and refuses a missing file, a checksum mismatch or an unknown format versi
 ``right_aligned_rows`` is the input layout of the exported module (newest item last, 0-padded on
 the left), re-exported here for the server, which reads only this package of the library.
 ``artifact_scorer`` evaluates an artifact offline exactly as it will serve. ``retrieval``: the
-optional approximate top-k index (faiss) built at export for large catalogues.
+optional approximate top-k index (faiss) built at export for large catalogues; ``signing``: the
+Ed25519 signature over the manifest that a server with a verify key requires.
 """
 
 from recsys.data import right_aligned_rows
