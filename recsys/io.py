@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from recsys.errors import OutputExistsError
+from recsys.errors import ConfigError, OutputExistsError
 
 _CHUNK = 1 << 20
 
@@ -72,3 +72,12 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_flag_file(path: Path, flag: str) -> bytes:
+    """The bytes of a file a flag names (a key, a certificate, a token file); a file that
+    cannot be read raises ``ConfigError`` naming the flag and the reason."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{flag} {path}: cannot read it ({err.strerror})") from err

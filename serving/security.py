@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import grpc
 
 from recsys.errors import ConfigError
+from recsys.io import read_flag_file
 from serving.config import ServeConfig
 
 if TYPE_CHECKING:
@@ -49,26 +50,19 @@ MIN_TOKEN_LENGTH: Final = 16
 AUTH_HEADER: Final = "authorization"
 
 
-def _read(path: Path, flag: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{flag} {path}: cannot read it ({err.strerror})") from err
-
-
 def server_credentials(
     cert: Path, key: Path, client_ca: Path | None = None
 ) -> grpc.ServerCredentials:
     """TLS credentials from PEM files (with ``client_ca``: clients must present a certificate
     it signed); errors name the flag."""
-    chain, private_key = _read(cert, "--tls-cert"), _read(key, "--tls-key")
+    chain, private_key = read_flag_file(cert, "--tls-cert"), read_flag_file(key, "--tls-key")
     if b"-----BEGIN CERTIFICATE-----" not in chain:
         raise ConfigError(f"--tls-cert {cert} holds no PEM certificate")
     if b"PRIVATE KEY-----" not in private_key:
         raise ConfigError(f"--tls-key {key} holds no PEM private key")
     if client_ca is None:
         return grpc.ssl_server_credentials([(private_key, chain)])
-    roots = _read(client_ca, "--tls-client-ca")
+    roots = read_flag_file(client_ca, "--tls-client-ca")
     if b"-----BEGIN CERTIFICATE-----" not in roots:
         raise ConfigError(f"--tls-client-ca {client_ca} holds no PEM certificate")
     return grpc.ssl_server_credentials(
@@ -79,7 +73,7 @@ def server_credentials(
 def read_tokens(path: Path) -> list[tuple[str, bytes]]:
     """The accepted (scope, token) pairs: the file's non-empty lines, ``read:<token>``,
     ``write:<token>`` or a bare ``<token>`` (write), each token at least ``MIN_TOKEN_LENGTH``."""
-    lines = [line.strip() for line in _read(path, "--auth-token-file").splitlines()]
+    lines = [line.strip() for line in read_flag_file(path, "--auth-token-file").splitlines()]
     entries: list[tuple[str, bytes]] = []
     for number, line in enumerate(lines, 1):
         if not line:
@@ -198,10 +192,10 @@ def client_channel(
     ``client_cert``/``client_key`` where the server asks for one), else plaintext."""
     if tls_ca is None:
         return grpc.insecure_channel(target)
-    chain = _read(client_cert, "--tls-client-cert") if client_cert else None
-    key = _read(client_key, "--tls-client-key") if client_key else None
+    chain = read_flag_file(client_cert, "--tls-client-cert") if client_cert else None
+    key = read_flag_file(client_key, "--tls-client-key") if client_key else None
     credentials = grpc.ssl_channel_credentials(
-        _read(tls_ca, "--tls-ca"), private_key=key, certificate_chain=chain
+        read_flag_file(tls_ca, "--tls-ca"), private_key=key, certificate_chain=chain
     )
     return grpc.secure_channel(target, credentials)
 

@@ -20,21 +20,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from recsys.errors import ArtifactError, ConfigError
+from recsys.io import read_flag_file
 
 SIGNATURE_FILE: Final = "manifest.sig"
-
-
-def _pem(path: Path, flag: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{flag} {path}: cannot read it ({err.strerror})") from err
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 private key from an unencrypted PEM file; errors name ``--sign-key``."""
     try:
-        key = serialization.load_pem_private_key(_pem(path, "--sign-key"), password=None)
+        key = serialization.load_pem_private_key(read_flag_file(path, "--sign-key"), password=None)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"--sign-key {path} is not an unencrypted PEM private key") from err
     if not isinstance(key, Ed25519PrivateKey):
@@ -45,7 +39,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file; errors name ``--verify-key``."""
     try:
-        key = serialization.load_pem_public_key(_pem(path, "--verify-key"))
+        key = serialization.load_pem_public_key(read_flag_file(path, "--verify-key"))
     except (ValueError, TypeError) as err:
         raise ConfigError(f"--verify-key {path} is not a PEM public key") from err
     if not isinstance(key, Ed25519PublicKey):

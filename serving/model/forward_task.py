@@ -58,15 +58,19 @@ class BatchForward(nn.Module):
         top_indices, top_scores = self.model(
             window, k, torch.tensor(exclude, dtype=torch.long), False, allowed
         )  # [B, K] each
-        weights: list[list[float]] = []
-        if len(explain_rows) > 0:
-            rows = torch.tensor(explain_rows, dtype=torch.long)
-            mean = self.model.explain(window.index_select(0, rows))[1]  # [B', W]
-            explained: list[list[float]] = mean.tolist()
-            weights = explained
+        weights = self.explained(window, explain_rows)
         indices: list[list[int]] = top_indices.tolist()
         scores: list[list[float]] = top_scores.tolist()
         return indices, scores, weights
+
+    def explained(self, window: torch.Tensor, explain_rows: list[int]) -> list[list[float]]:
+        """The mean attention weights [B', W] of the rows that asked for an explanation."""
+        if len(explain_rows) == 0:
+            return []
+        rows = torch.tensor(explain_rows, dtype=torch.long)
+        mean = self.model.explain(window.index_select(0, rows))[1]  # [B', W]
+        weights: list[list[float]] = mean.tolist()
+        return weights
 
     def forward(
         self,
@@ -96,12 +100,7 @@ class UserVectorForward(BatchForward):
     ) -> TaskOutput:
         window = torch.tensor(items, dtype=torch.long)  # [B, W]
         vectors: list[list[float]] = self.model.user_vectors(window).tolist()  # [B, H]
-        weights: list[list[float]] = []
-        if len(explain_rows) > 0:
-            rows = torch.tensor(explain_rows, dtype=torch.long)
-            mean = self.model.explain(window.index_select(0, rows))[1]  # [B', W]
-            explained: list[list[float]] = mean.tolist()
-            weights = explained
+        weights = self.explained(window, explain_rows)
         indices: list[list[int]] = []
         return indices, vectors, weights
 
