@@ -120,7 +120,8 @@ def main() -> None:
             try:
                 _singles(target, items, 2.0)  # warm
                 idle = _percentiles(_singles(target, items, args.seconds))
-                stop, batches = threading.Event(), []
+                stop = threading.Event()
+                batches: list[float] = []
                 loader = threading.Thread(
                     target=_big_batches, args=(target, items, stop, batches), daemon=True
                 )
