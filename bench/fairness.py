@@ -132,7 +132,7 @@ def main() -> None:
                 loader.join(timeout=180)
             finally:
                 stop_server(server)
-            row = {
+            row: dict[str, Any] = {
                 "fair_share": share,
                 "idle": idle,
                 "loaded": loaded,
