@@ -92,7 +92,9 @@ def _big_batches(target: str, items: list[str], stop: threading.Event, done: lis
             for i in range(limits.max_batch_requests)
         ]
     )
-    with grpc.insecure_channel(target) as channel:
+    # A maximum-size answer (256 x 100 items with explanations) is over gRPC's default 4 MB.
+    options = [("grpc.max_receive_message_length", 64 * 2**20)]
+    with grpc.insecure_channel(target, options=options) as channel:
         stub = pb_grpc.RecommenderStub(channel)
         while not stop.is_set():
             started = time.perf_counter()
@@ -128,6 +130,8 @@ def main() -> None:
                 loader.start()
                 time.sleep(1.0)
                 loaded = _percentiles(_singles(target, items, args.seconds))
+                if not loader.is_alive():
+                    raise SystemExit("the large-batch client failed: see its traceback above")
                 stop.set()
                 loader.join(timeout=180)
             finally:
