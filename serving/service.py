@@ -63,9 +63,19 @@ class RecommenderService(pb_grpc.RecommenderServicer):
         queries = parse_batch(request, self.config)
         deadline = _deadline(context)
         caller = next(self._callers)  # the model runtime shares forwards fairly by caller
-        answers = await asyncio.gather(
-            *(self.engine.recommend(query, deadline, caller) for query in queries)
-        )
+        # In pieces of --fair-share: each piece's Python work (id lookups, building answers with
+        # their explanations) runs on the event loop, and other callers' requests get their
+        # turn between pieces instead of after the whole batch.
+        share = self.config.fair_share
+        answers: list[pb.RecommendResponse] = []
+        for start in range(0, len(queries), share):
+            answers += await asyncio.gather(
+                *(
+                    self.engine.recommend(query, deadline, caller)
+                    for query in queries[start : start + share]
+                )
+            )
+            await asyncio.sleep(0)  # let requests that arrived meanwhile start
         self._count(answers)
         return pb.RecommendBatchResponse(responses=answers)
 
