@@ -350,6 +350,8 @@ def test_job_then_server_end_to_end(tmp_path: Path) -> None:
         argv = server_argv()
         replace = {"--artifact": str(artifacts / "artifact"), "--port": str(port)}
         replace["--redis-url"] = redis.url
+        replace["--metrics-port"] = str(free_port())
+        replace["--auth-token-file"] = str(artifacts / "tokens")
         for flag, value in replace.items():
             argv[argv.index(flag) + 1] = value
         served = tmp_path / "serve.log"
@@ -364,9 +366,19 @@ def test_job_then_server_end_to_end(tmp_path: Path) -> None:
             probe = health_probe_args(services()["server"]["healthcheck"]["test"])
             probe = [arg.replace(":50051", f":{port}") for arg in probe]
             _wait_healthy(probe, server, served)
-            answer = CliRunner().invoke(
-                app, ["recommend", "--target", f"localhost:{port}", "--user", user, "--json"]
+            refused = CliRunner().invoke(
+                app, ["recommend", "--target", f"localhost:{port}", "--user", user]
             )
+            assert refused.exit_code != 0  # no token: refused
+            assert "UNAUTHENTICATED" in f"{refused.output}{refused.exception}"
+            tokens = artifacts / "tokens"
+            assert oct(tokens.stat().st_mode & 0o777) == "0o600"
+            assert [line.split(":")[0] for line in tokens.read_text().split()] == ["read", "write"]
+            answer = CliRunner().invoke(
+                app,
+                ["recommend", "--target", f"localhost:{port}", "--user", user, "--json",
+                 "--auth-token-file", str(tokens)],
+            )  # fmt: skip
             assert answer.exit_code == 0, answer.output
             reply = json.loads(answer.stdout)
             assert reply["source"] == "model" and reply["history_length"] > 0, reply

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one-shot job of docker-compose.yml (service `pipeline`): an interaction log -> prepared
 # dataset -> SASRec run -> verified TorchScript artifact -> user histories in Redis, all under
-# $RECSYS_ARTIFACTS (the shared `artifacts` volume) where the `server` service reads the artifact.
+# $RECSYS_ARTIFACTS (the shared `artifacts` volume) where the `server` service reads the artifact
+# and the bearer tokens it accepts ($RECSYS_ARTIFACTS/tokens, made on the first run).
 #
 # Environment (every variable optional):
 #   RECSYS_ARTIFACTS     output folder                          (default /artifacts)
@@ -21,6 +22,21 @@ redis_url="${RECSYS_REDIS_URL:-redis://redis:6379/0}"
 config="${RECSYS_TRAIN_CONFIG:-$pipelines/configs/demo.yaml}"
 read -r -a prepare_args <<<"${RECSYS_PREPARE_ARGS:-}"
 read -r -a train_args <<<"${RECSYS_TRAIN_ARGS:-}"
+
+# The server's bearer tokens (--auth-token-file): made once and kept, so that clients keep
+# working when the job runs again. The first line is a read token (what `recsys recommend`
+# sends), the second a write token (RecordInteractions, DeleteUserData).
+tokens="$artifacts/tokens"
+if [[ ! -s "$tokens" ]]; then
+    mkdir -p "$artifacts"
+    (
+        umask 077
+        new_token() { python -c 'import secrets; print(secrets.token_urlsafe(32))'; }
+        printf 'read:%s\nwrite:%s\n' "$(new_token)" "$(new_token)" >"$tokens.tmp"
+        mv "$tokens.tmp" "$tokens"
+    )
+    echo "== made the server's tokens: $tokens (read, then write)"
+fi
 
 if [[ -n "${RECSYS_LOG:-}" ]]; then
     log="$RECSYS_LOG"
