@@ -207,20 +207,25 @@ def _wait_serving(
 
 def start_server(
     artifact: Path,
-    redis_url: str,
+    redis_url: str | None,
     namespace: str,
     profile: Path | None,
     extra: list[str],
     log_path: Path,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    """``recsys serve`` in a process of its own, waited for until it serves; ``redis_url``
+    None: its default embedded store; ``port`` None: a free one."""
+    port = _free_port() if port is None else port
     command = [sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
     command += [
         "-m", "pipelines.cli", "serve", "--artifact", str(artifact), "--port", str(port),
-        "--redis-url", redis_url, "--namespace", namespace, "--log-level", "info", *extra,
+        "--namespace", namespace, "--log-level", "info", *extra,
     ]  # fmt: skip
+    if redis_url is not None:
+        command += ["--redis-url", redis_url]
     server_log = open(log_path, "w")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=server_log, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
