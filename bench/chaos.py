@@ -14,8 +14,10 @@ lost event (acknowledged, absent) and a duplicated one (present twice). Scenario
 2. The server itself, on its default embedded store (``--redis-dir``, ``--redis-fsync always``),
    is killed (SIGKILL) under the same load and started again.
 
-Writes ``chaos.{json,md}`` to ``--results``: requests and status codes, acknowledged writes lost,
-duplicated events, recovery times, outages declared, server RSS growth.
+First, ``--fuzz`` requests (random bytes, truncated and bit-flipped valid requests) over every
+RPC. Writes ``chaos.{json,md}`` to ``--results``: requests and status codes, acknowledged writes
+lost, duplicated events, recovery times, outages declared, server RSS growth, the fuzzing's codes
+and tracebacks.
 """
 
 from __future__ import annotations
@@ -245,22 +247,85 @@ def server_kill(workdir: Path, artifact: Path) -> dict[str, Any]:
     }
 
 
+FUZZ_METHODS: Final = (
+    "Recommend", "RecommendBatch", "RecordInteractions", "GetUserHistory", "DeleteUserData",
+    "GetModelInfo",
+)  # fmt: skip
+
+
+def fuzz(workdir: Path, artifact: Path, requests: int) -> dict[str, Any]:
+    """``requests`` calls of random bytes (and truncated or bit-flipped valid requests) spread
+    over every RPC: the status codes, tracebacks in the log, health after."""
+    import random
+
+    import grpc
+
+    from pipelines.service.health import check_health
+    from serving.proto.recsys.v1 import recommender_pb2 as pb
+    from serving.store.embedded_redis import EmbeddedRedis
+
+    rng = random.Random(0)
+    valid = pb.RecommendRequest(user_id="u", history=["a", "b"], k=5, explain=True)
+    seed = valid.SerializeToString()
+    redis = EmbeddedRedis().start()
+    server, target = start_server(artifact, redis.url, "fuzz", None, [], workdir / "fuzz.log")
+    codes: Counter[str] = Counter()
+    try:
+        with grpc.insecure_channel(target) as channel:
+            for number in range(requests):
+                method = FUZZ_METHODS[number % len(FUZZ_METHODS)]
+                kind = number % 3
+                if kind == 0:
+                    payload = rng.randbytes(rng.randrange(0, 300))
+                elif kind == 1:
+                    payload = seed[: rng.randrange(0, len(seed))]
+                else:
+                    flipped = bytearray(seed)
+                    flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+                    payload = bytes(flipped)
+                call = channel.unary_unary(
+                    f"/recsys.v1.Recommender/{method}",
+                    request_serializer=lambda raw: raw,
+                    response_deserializer=lambda raw: raw,
+                )
+                try:
+                    call(payload, timeout=10)
+                    codes["OK"] += 1
+                except grpc.RpcError as err:
+                    codes[err.code().name] += 1
+        healthy = check_health(target) == "SERVING"
+    finally:
+        stop_server(server)
+        redis.close()
+    text = (workdir / "fuzz.log").read_text()
+    return {
+        "requests": requests,
+        "codes": dict(codes),
+        "unknown_or_internal": codes["UNKNOWN"] + codes["INTERNAL"],
+        "tracebacks_in_log": text.count("Traceback"),
+        "healthy_after": healthy,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--fuzz", type=int, default=10_000, help="fuzzed requests")
     args = parser.parse_args()
     from recsys.io import atomic_write_text, write_json
 
     WORK.mkdir(parents=True, exist_ok=True)
     artifact = exported_artifact(prepared_data())
     with tempfile.TemporaryDirectory(prefix="recsys-chaos-") as folder:
+        fuzzed = fuzz(Path(folder), artifact, args.fuzz)
+        log(f"fuzz: {fuzzed}")
         rows = [redis_outages(Path(folder), artifact)]
         log(f"redis outages: {rows[-1]}")
         rows.append(server_kill(Path(folder), artifact))
         log(f"server kill: {rows[-1]}")
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     args.results.mkdir(parents=True, exist_ok=True)
-    write_json(args.results / f"{STEM}.json", {"updated": stamp, "rows": rows})
+    write_json(args.results / f"{STEM}.json", {"updated": stamp, "fuzz": fuzzed, "rows": rows})
     lines = [
         "# Faults under load",
         "",
@@ -281,7 +346,15 @@ def main() -> None:
             f"{row['duplicated']} | {recovery} | {row['outages_declared']} | "
             f"{row['rss_growth_mb']} |"
         )
-    lines += ["", f"Updated {stamp}. Reproduce: `.venv/bin/python bench/chaos.py`."]
+    lines += [
+        "",
+        f"Fuzzing: {fuzzed['requests']:,} requests of random bytes, truncated and bit-flipped "
+        f"valid requests over every RPC: status codes {fuzzed['codes']}; UNKNOWN or INTERNAL "
+        f"{fuzzed['unknown_or_internal']}; tracebacks in the server log "
+        f"{fuzzed['tracebacks_in_log']}; serving after: {fuzzed['healthy_after']}.",
+        "",
+        f"Updated {stamp}. Reproduce: `.venv/bin/python bench/chaos.py`.",
+    ]
     atomic_write_text(args.results / f"{STEM}.md", "\n".join(lines) + "\n")
     log(f"wrote {args.results / STEM}.{{json,md}}")
 
