@@ -20,8 +20,9 @@ from serving.metrics import ServerMetrics
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.validation import (
+    check_batch_size,
     check_id,
-    parse_batch,
+    parse_batch_part,
     parse_history_request,
     parse_recommend,
     parse_record,
@@ -60,13 +61,18 @@ class RecommenderService(pb_grpc.RecommenderServicer):
     async def RecommendBatch(  # noqa: N802
         self, request: pb.RecommendBatchRequest, context: Context
     ) -> pb.RecommendBatchResponse:
-        queries = parse_batch(request, self.config)
+        # In pieces of --fair-share: each piece's Python work (checks, id lookups, building
+        # answers with their explanations) runs on the event loop, and other callers' requests
+        # get their turn between pieces instead of after the whole batch. Every request is
+        # checked before any is answered, so that a bad one costs no model work.
+        share = self.config.fair_share
+        check_batch_size(request, self.config)
+        queries = []
+        for start in range(0, len(request.requests), share):
+            queries += parse_batch_part(request, self.config, start, start + share)
+            await asyncio.sleep(0)
         deadline = _deadline(context)
         caller = next(self._callers)  # the model runtime shares forwards fairly by caller
-        # In pieces of --fair-share: each piece's Python work (id lookups, building answers with
-        # their explanations) runs on the event loop, and other callers' requests get their
-        # turn between pieces instead of after the whole batch.
-        share = self.config.fair_share
         answers: list[pb.RecommendResponse] = []
         for start in range(0, len(queries), share):
             answers += await asyncio.gather(

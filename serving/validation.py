@@ -98,6 +98,11 @@ def parse_recommend(
 
 
 def parse_batch(request: pb.RecommendBatchRequest, config: ServeConfig) -> list[RecommendQuery]:
+    check_batch_size(request, config)
+    return parse_batch_part(request, config, 0, len(request.requests))
+
+
+def check_batch_size(request: pb.RecommendBatchRequest, config: ServeConfig) -> None:
     count = len(request.requests)
     if count == 0:
         raise InvalidArgument("requests", "must hold at least one request")
@@ -105,9 +110,15 @@ def parse_batch(request: pb.RecommendBatchRequest, config: ServeConfig) -> list[
         raise InvalidArgument(
             "requests", f"holds {count} requests, at most {config.max_batch_requests} are allowed"
         )
+
+
+def parse_batch_part(
+    request: pb.RecommendBatchRequest, config: ServeConfig, start: int, stop: int
+) -> list[RecommendQuery]:
+    """Requests ``start:stop`` of a batch, checked (errors name ``requests[i]``)."""
     return [
-        parse_recommend(item, config, f"requests[{position}].")
-        for position, item in enumerate(request.requests)
+        parse_recommend(request.requests[position], config, f"requests[{position}].")
+        for position in range(start, min(stop, len(request.requests)))
     ]
 
 
