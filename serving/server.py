@@ -293,7 +293,7 @@ class RecommenderApp:
         """What the metrics read from the runtime and the near cache when scraped."""
         values: dict[str, float] = {}
         if self._runtime is not None:
-            values["queue_depth"] = len(self._runtime._pending)
+            values["queue_depth"] = self._runtime.queue_depth
             values["in_flight"] = self._runtime.in_flight
             values["abandoned_requests"] = self._runtime.stats["abandoned"]
         near = self._store.near if self._store is not None else None

@@ -338,6 +338,11 @@ class ModelRuntime:
                         job.future.set_exception(failure)
             self._running = []
 
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model."""
+        return len(self._pending)
+
     def _take_batch(self) -> list[tuple[ModelSnapshot, ModelJob]]:
         """The next forward's jobs: up to ``max_batch_size``, taken in arrival order but at most
         ``fair_share`` from one caller, so that a large RecommendBatch is cut into pieces that
@@ -388,14 +393,11 @@ class ModelRuntime:
         for group_snapshot, jobs in _groups(live):
             if self.on_forward is not None:
                 self.on_forward(True)
-            started = time.perf_counter()
             try:
                 output = await self._forward_on_pool(loop, group_snapshot, jobs)
             finally:
                 if self.on_forward is not None:
                     self.on_forward(False)
-            if self.on_batch is not None:
-                self.on_batch(len(jobs), time.perf_counter() - started)
             results = _results(group_snapshot, jobs, output, self.explain_top)
             for job, result in zip(jobs, results, strict=True):
                 if not job.future.done():
@@ -420,7 +422,10 @@ class ModelRuntime:
         on_done(forward, wake)
         await finished  # if cancelled (close), _forward stays set for close() to wait on
         self._forward = None
-        self.stats["forward_s"] += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.stats["forward_s"] += seconds
+        if self.on_batch is not None:
+            self.on_batch(len(jobs), seconds)
         output: TaskOutput = forward.value()  # raises the task's error
         return output
 
