@@ -19,6 +19,7 @@ import polars as pl
 import torch
 
 from recsys.data import (
+    FlatSequences,
     PreparedDataset,
     held_out_targets,
     load_prepared,
@@ -128,7 +129,8 @@ def export_artifact(
     known_metrics = training_metrics(checkpoint)
     if metrics is not None:
         known_metrics |= report_metrics(metrics, checkpoint, fingerprint)
-    histories = verification_histories(dataset, model.max_len)
+    sequences = history_sequences(dataset)  # read once: verification and the index's recall
+    histories = spread_histories(sequences, dataset.num_items, model.max_len)
     k = min(VERIFY_K, dataset.num_items)
     with atomic_directory(out, overwrite=overwrite) as staging, quiet_jit():
         try:
@@ -149,7 +151,9 @@ def export_artifact(
         picks = np.unique(np.linspace(0, len(histories) - 1, SMOKE_ROWS).astype(np.int64))
         smoke = smoke_sample(reloaded, histories[torch.from_numpy(picks)], k)
         smoke |= external_ids(smoke, dataset.items)
-        retrieval = _retrieval(reloaded, dataset, model.max_len, index, index_kind, min_recall)
+        retrieval = _retrieval(
+            reloaded, dataset, sequences, model.max_len, index, index_kind, min_recall
+        )
         if index_kind != "exact":
             write_index(retrieval.pop("index"), staging / INDEX_FILE)
         names = (*CHECKSUMMED_FILES, INDEX_FILE) if index_kind != "exact" else CHECKSUMMED_FILES
@@ -203,6 +207,7 @@ def export_artifact(
 def _retrieval(
     scripted: torch.jit.ScriptModule,
     dataset: PreparedDataset,
+    sequences: FlatSequences,
     max_len: int,
     asked: str,
     kind: str,
@@ -222,7 +227,7 @@ def _retrieval(
     started = time.perf_counter()
     built = build_index(kind, item_vectors)
     build_s = time.perf_counter() - started
-    histories = verification_histories(dataset, max_len, RECALL_USERS)
+    histories = spread_histories(sequences, dataset.num_items, max_len, RECALL_USERS)
     with torch.no_grad():
         users = torch.cat(
             [scripted.user_vectors(histories[i : i + 256]) for i in range(0, len(histories), 256)]
@@ -285,18 +290,27 @@ def verification_histories(
     over the range of history lengths, up to twice ``max_len`` wide so that truncation to the
     model's window is exercised too. ``size``: how many (default: by catalogue size, 16 to 256).
     """
-    sequences = None
+    return spread_histories(history_sequences(dataset), dataset.num_items, max_len, size)
+
+
+def history_sequences(dataset: PreparedDataset) -> FlatSequences:
+    """The held-out test users' histories, else validation's, else the training sequences."""
     for split in (C.TEST, C.VALIDATION):
         held_out = held_out_targets(dataset, split)
         if len(held_out.targets):
-            sequences = held_out.histories
-            break
-    if sequences is None:
-        sequences = training_sequences(dataset)
+            return held_out.histories
+    sequences = training_sequences(dataset)
     if len(sequences) == 0:
         raise ArtifactError("the dataset has no user history to verify the export on")
+    return sequences
+
+
+def spread_histories(
+    sequences: FlatSequences, num_items: int, max_len: int, size: int | None = None
+) -> torch.Tensor:
+    """``verification_histories`` from sequences already read."""
     if size is None:
-        size = max(16, min(256, _VERIFY_CELLS // (dataset.num_items + 1)))
+        size = max(16, min(256, _VERIFY_CELLS // (num_items + 1)))
     order = np.argsort(sequences.lengths, kind="stable")
     picks = order[np.unique(np.linspace(0, len(order) - 1, min(size, len(order))).astype(int))]
     rows = [sequences.row(int(i)) for i in picks]
