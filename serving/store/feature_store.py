@@ -73,7 +73,9 @@ redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[3]) - 1)
 redis.call('PEXPIRE', KEYS[3], window)
 local version
 if #fresh > 0 then
-  redis.call('RPUSH', KEYS[1], unpack(fresh))
+  for first = 1, #fresh, 1000 do  -- unpack() is bounded by Lua's stack: push in pieces
+    redis.call('RPUSH', KEYS[1], unpack(fresh, first, math.min(first + 999, #fresh)))
+  end
   redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
   version = redis.call('INCR', KEYS[2])
 else
@@ -384,10 +386,8 @@ class FeatureStore:
         try:
             reply = await self._run(write, idempotent=False)
         finally:
-            # At once, not when Redis's push arrives: the caller's next request must see it.
             # Also on failure: the write may have been applied before the connection broke.
-            if self.near is not None:
-                self.near.forget([version_key.encode()])
+            self._forget_version(user_id)
         if event_ids:
             version, length, duplicates = reply
             return int(version), int(length), int(duplicates)
@@ -428,9 +428,14 @@ class FeatureStore:
         try:
             items, _, _ = await self._run(delete, idempotent=True)
         finally:
-            if self.near is not None:
-                self.near.forget([self.keys.version(user_id).encode()])
+            self._forget_version(user_id)
         return int(items), len(answers)
+
+    def _forget_version(self, user_id: str) -> None:
+        """Drop the user's version from the near cache after this process changed it: at once,
+        not when Redis's invalidation arrives, so the caller's next request sees the change."""
+        if self.near is not None:
+            self.near.forget([self.keys.version(user_id).encode()])
 
     async def close(self) -> None:
         if self._probe is not None:

@@ -9,7 +9,7 @@ import pytest
 from serving.errors import FeatureStoreUnavailable
 from serving.store.embedded_redis import EmbeddedRedis, free_port
 from serving.store.feature_store import FeatureStore
-from tests.serving.store.stores import with_stores
+from tests.serving.store.stores import StoreSettings, with_stores
 
 
 def test_append_caps_the_history_and_bumps_the_version(redis_url: str, namespace: str) -> None:
@@ -151,3 +151,15 @@ def test_concurrent_retries_of_one_write_append_it_once(redis_url: str, namespac
         assert await store.history("u") == (["a", "b"], 1)
 
     with_stores(redis_url, namespace, body)
+
+
+def test_a_write_with_event_ids_longer_than_luas_stack_is_stored_whole(
+    redis_url: str, namespace: str
+) -> None:
+    items = [f"i{n}" for n in range(9_000)]  # unpack() of this many would overflow Lua's stack
+
+    async def body(store: FeatureStore) -> None:
+        assert await store.append("u", items, items) == (1, 9_000, 0)
+        assert await store.history("u") == (items, 1)
+
+    with_stores(redis_url, namespace, body, settings=StoreSettings(max_history=10_000))
