@@ -39,10 +39,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.serving_load.servers import (  # noqa: E402
-    WORK,
-    exported_artifact,
     log,
-    prepared_data,
+    process_memory_mb,
+    served_artifact,
     start_server,
     stop_server,
 )
@@ -140,13 +139,6 @@ def _audit(target: str, ledger: Ledger) -> dict[str, int]:
     return {"acknowledged": acknowledged, "lost": lost, "duplicated": duplicated}
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _load(target: str, prefix: str) -> tuple[Ledger, threading.Event, list[Any], list[Any]]:
     ledger, stop = Ledger(), threading.Event()
     answers: list[tuple[float, bool]] = []
@@ -160,6 +152,16 @@ def _load(target: str, prefix: str) -> tuple[Ledger, threading.Event, list[Any],
     for thread in threads:
         thread.start()
     return ledger, stop, threads, answers
+
+
+def _finish(
+    target: str, ledger: Ledger, stop: threading.Event, threads: list[threading.Thread]
+) -> dict[str, int]:
+    """Stop the load, wait for the writers (the reader is a daemon) and audit the histories."""
+    stop.set()
+    for thread in threads[:-1]:
+        thread.join(timeout=60)
+    return _audit(target, ledger)
 
 
 def _first_good_after(answers: list[tuple[float, bool]], moment: float) -> float | None:
@@ -178,7 +180,7 @@ def redis_outages(workdir: Path, artifact: Path) -> dict[str, Any]:
     )  # fmt: skip
     try:
         assert server.pid is not None and redis._process is not None
-        rss_before = _rss_mb(server.pid)
+        rss_before = process_memory_mb(server.pid)
         ledger, stop, threads, answers = _load(target, "r")
         time.sleep(2)
         redis._process.send_signal(signal.SIGSTOP)
@@ -192,11 +194,8 @@ def redis_outages(workdir: Path, artifact: Path) -> dict[str, Any]:
         redis.start()
         restarted = time.monotonic()
         time.sleep(4)
-        stop.set()
-        for thread in threads[:-1]:
-            thread.join(timeout=60)
-        audit = _audit(target, ledger)
-        rss_after = _rss_mb(server.pid)
+        audit = _finish(target, ledger, stop, threads)
+        rss_after = process_memory_mb(server.pid)
     finally:
         stop_server(server)
         redis.close()
@@ -230,10 +229,7 @@ def server_kill(workdir: Path, artifact: Path) -> dict[str, Any]:
     try:
         back = time.monotonic()
         time.sleep(3)
-        stop.set()
-        for thread in threads[:-1]:
-            thread.join(timeout=60)
-        audit = _audit(target, ledger)
+        audit = _finish(target, ledger, stop, threads)
     finally:
         stop_server(second)
     return {
@@ -314,8 +310,7 @@ def main() -> None:
     args = parser.parse_args()
     from recsys.io import atomic_write_text, write_json
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    artifact = exported_artifact(prepared_data())
+    artifact = served_artifact()
     with tempfile.TemporaryDirectory(prefix="recsys-chaos-") as folder:
         fuzzed = fuzz(Path(folder), artifact, args.fuzz)
         log(f"fuzz: {fuzzed}")

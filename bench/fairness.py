@@ -30,10 +30,9 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench.serving_load.servers import (  # noqa: E402
     WORK,
-    exported_artifact,
     log,
-    prepared_data,
     redis_namespace,
+    served_artifact,
     start_server,
     stop_server,
 )
@@ -109,8 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     from recsys.io import atomic_write_text, write_json
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    artifact = exported_artifact(prepared_data())
+    artifact = served_artifact()
     items = artifact_item_ids(artifact)[1:]
     rows: list[dict[str, Any]] = []
     with redis_namespace("machine") as (redis_url, namespace, _):

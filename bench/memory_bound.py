@@ -27,10 +27,10 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench.serving_load.servers import (  # noqa: E402
     WORK,
-    exported_artifact,
     log,
-    prepared_data,
+    process_memory_mb,
     redis_namespace,
+    served_artifact,
     start_server,
     stop_server,
 )
@@ -38,13 +38,6 @@ from bench.serving_load.servers import item_ids as artifact_item_ids  # noqa: E4
 
 STEM: Final = "memory_bound"
 ALLOWANCE_MB: Final = 150
-
-
-def _status_mb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"/proc/{pid}/status has no {field}")
 
 
 def _send(target: str, items: list[str], first: int, count: int, step: int) -> None:
@@ -75,8 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     from recsys.io import atomic_write_text, write_json
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    artifact = exported_artifact(prepared_data())
+    artifact = served_artifact()
     items = artifact_item_ids(artifact)[1:]
     points: list[dict[str, float]] = []
     with redis_namespace("machine") as (redis_url, namespace, _):
@@ -89,7 +81,7 @@ def main() -> None:
             # Warm-up: few enough requests that their answers fill little of the cache, so that
             # the growth measured from here includes the cache filling up.
             _send(target, items, 10**9, 200, 1)
-            base = _status_mb(server.pid, "VmRSS")
+            base = process_memory_mb(server.pid, "VmRSS")
             points.append({"requests": 0, "rss_mb": round(base, 1)})
             sent = 0
             while sent < args.requests:
@@ -106,10 +98,10 @@ def main() -> None:
                 for worker in workers:
                     worker.join()
                 sent += per_thread * args.threads
-                rss = _status_mb(server.pid, "VmRSS")
+                rss = process_memory_mb(server.pid, "VmRSS")
                 points.append({"requests": sent, "rss_mb": round(rss, 1)})
                 log(f"{sent:,} distinct explained requests: RSS {rss:,.0f} MB")
-            peak = _status_mb(server.pid, "VmHWM")
+            peak = process_memory_mb(server.pid, "VmHWM")
         finally:
             stop_server(server)
     growth = points[-1]["rss_mb"] - base

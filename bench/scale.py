@@ -77,7 +77,12 @@ def stage(name: str, *args: str, log_path: Path) -> dict[str, Any]:
 def _serve(artifact: Path, data: Path, label: str, workdir: Path) -> dict[str, Any]:
     """Load ``recsys serve`` on ``artifact`` with histories of test users at each concurrency."""
     from bench.serving_load.load import LoadSpec, run_load
-    from bench.serving_load.servers import redis_namespace, start_server, stop_server
+    from bench.serving_load.servers import (
+        process_memory_mb,
+        redis_namespace,
+        start_server,
+        stop_server,
+    )
     from recsys.data import held_out_targets, load_prepared
     from recsys.export import load_artifact
 
@@ -115,11 +120,10 @@ def _serve(artifact: Path, data: Path, label: str, workdir: Path) -> dict[str, A
                     key: result[key] for key in ("qps", "p50_ms", "p99_ms", "sources", "source_ok")
                 }
                 log(f"serve {label} at {concurrency} in flight: {loads[str(concurrency)]}")
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            peak_kib = next(int(line.split()[1]) for line in status.splitlines() if "VmHWM" in line)
+            peak_mb = process_memory_mb(process.pid, "VmHWM")
         finally:
             stop_server(process)
-    return {"loads": loads, "peak_rss_gib": round(peak_kib / 2**20, 3)}
+    return {"loads": loads, "peak_rss_gib": round(peak_mb / 1024, 3)}
 
 
 def run_size(name: str, train_minutes: float | None, users: int) -> dict[str, Any]:

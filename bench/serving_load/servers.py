@@ -101,6 +101,20 @@ def exported_artifact(data: Path) -> Path:
     return artifact
 
 
+def served_artifact() -> Path:
+    """The Video Games artifact the serving benchmarks load (built and cached when absent)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    return exported_artifact(prepared_data())
+
+
+def process_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's ``VmRSS`` (now) or ``VmHWM`` (its peak) in MB, from ``/proc/PID/status``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"/proc/{pid}/status has no {field}")
+
+
 def user_ids(data: Path) -> list[str]:
     import polars as pl
 
