@@ -20,6 +20,14 @@ LossName = Literal["bce", "sampled_softmax", "ce"]
 LOSSES: tuple[str, ...] = ("bce", "sampled_softmax", "ce")
 
 
+def gather_rows(table: torch.Tensor, indices: torch.Tensor, sparse: bool) -> torch.Tensor:
+    """``table[indices]``; with ``sparse`` its gradient is a sparse tensor of the rows read, not a
+    dense [V + 1, H] one (``embedding_updates: sparse``, ``recsys.training.optim``)."""
+    if sparse:
+        return F.embedding(indices, table, sparse=True)
+    return table[indices]
+
+
 def sample_negatives(
     positives: torch.Tensor, num_items: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -40,19 +48,22 @@ def bce_loss(
     item_embedding: torch.Tensor,
     generator: torch.Generator | None = None,
     negatives_per_target: int = 1,
+    sparse_rows: bool = False,
 ) -> torch.Tensor:
     """The paper's loss: binary cross-entropy of the positive and a sampled negative.
 
     With ``negatives_per_target`` K > 1 each target gets K uniform negatives whose BCE terms are
     averaged: the same push on negatives as the paper's one (K = 1 is exactly the paper), with
-    less variance. hidden: [T, H]; targets: [T]; item_embedding: [V + 1, H].
+    less variance. hidden: [T, H]; targets: [T]; item_embedding: [V + 1, H]. ``sparse_rows``:
+    the embedding's gradient is sparse (``gather_rows``).
     """
     if negatives_per_target < 1:
         raise ValueError(f"negatives_per_target must be >= 1, got {negatives_per_target}")
     repeated = targets.unsqueeze(-1).expand(-1, negatives_per_target)  # [T, K]
     negatives = sample_negatives(repeated, item_embedding.size(0) - 1, generator)  # [T, K]
-    positive_logits = (hidden * item_embedding[targets]).sum(-1)  # [T]
-    negative_logits = torch.einsum("th,tkh->tk", hidden, item_embedding[negatives])  # [T, K]
+    positive_logits = (hidden * gather_rows(item_embedding, targets, sparse_rows)).sum(-1)  # [T]
+    negative_rows = gather_rows(item_embedding, negatives, sparse_rows)  # [T, K, H]
+    negative_logits = torch.einsum("th,tkh->tk", hidden, negative_rows)  # [T, K]
     return F.binary_cross_entropy_with_logits(
         positive_logits, torch.ones_like(positive_logits)
     ) + F.binary_cross_entropy_with_logits(negative_logits, torch.zeros_like(negative_logits))
@@ -68,6 +79,7 @@ def sampled_softmax_loss(
     row_users: torch.Tensor | None = None,
     user_items: torch.Tensor | None = None,
     expected_count_correction: bool = False,
+    sparse_rows: bool = False,
 ) -> torch.Tensor:
     """Softmax over the positive and K negatives shared by the whole batch.
 
@@ -91,9 +103,10 @@ def sampled_softmax_loss(
             sampling_probs.cpu(), num_negatives, replacement=True, generator=generator
         )
     negatives = negatives.to(targets.device).sort().values  # [K], sorted: cells are searched
-    # One gather for positives and negatives: each gather's backward fills a dense [V + 1, H]
-    # gradient, a cost that grows with the catalogue.
-    gathered = item_embedding[torch.cat([targets, negatives])]  # [T + K, H]
+    # One gather for positives and negatives: a dense gather's backward fills a [V + 1, H]
+    # gradient, a cost that grows with the catalogue (a sparse one's does not).
+    every_row = torch.cat([targets, negatives])
+    gathered = gather_rows(item_embedding, every_row, sparse_rows)  # [T + K, H]
     positives, candidates = gathered[: len(targets)], gathered[len(targets) :]
     positive_logits = (hidden * positives).sum(-1)  # [T]
     correction: torch.Tensor | None = None

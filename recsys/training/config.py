@@ -88,6 +88,14 @@ class TrainConfig(Config):
         "max_epochs or max_minutes, whichever runs out first (recsys.training.schedule).",
     )
     warmup_steps: int = Field(0, ge=0, description="cosine: warm-up steps.")
+    embedding_updates: Literal["auto", "dense", "sparse"] = Field(
+        "auto",
+        description="dense: AdamW updates the whole item embedding every step; sparse: only "
+        "the rows a step read (its items, targets and negatives) get a gradient and a lazy Adam "
+        "update (recsys.training.optim), a cost that does not grow with the catalogue "
+        "(sampled_softmax and bce only); auto: sparse on a CPU above 200,000 items with a "
+        "sampled loss, else dense (recsys.training.recipe).",
+    )
     gradient_clip: float | None = Field(
         1.0, gt=0, description="Clip the gradient norm to this; None: no clipping."
     )

@@ -20,6 +20,7 @@ from recsys.models import (
     sampled_softmax_loss,
 )
 from recsys.training.config import TrainConfig
+from recsys.training.optim import SparseRowsAdamW, clip_grad_norm_
 from recsys.training.schedule import BudgetedCosine
 
 VALIDATION_METRIC = "val/ndcg@10"
@@ -54,6 +55,15 @@ class SASRecModule(pl.LightningModule):
                 "(recsys.training.resolve_recipe)"
             )
         self.num_negatives = int(negatives) if negatives != "auto" else 0
+        # auto resolves in resolve_recipe; a module built from an unresolved config is dense.
+        self.sparse_embedding = self.train_config.embedding_updates == "sparse"
+        if self.sparse_embedding and self.train_config.loss == "ce":
+            raise ConfigError(
+                "embedding_updates sparse needs a sampled loss (sampled_softmax or bce): ce "
+                "scores every item, so its gradient is dense; set embedding_updates dense"
+            )
+        # The input lookup's gradient is sparse too: the table's gradient stays sparse.
+        self.model.item_embedding.sparse = self.sparse_embedding
         self.popularity_sampling = self.train_config.loss == "sampled_softmax" and (
             self.train_config.negative_sampling == "popularity"
         )
@@ -96,7 +106,13 @@ class SASRecModule(pl.LightningModule):
         targets = targets[has_target]  # [T]
         embedding = self.model.item_embedding.weight  # [V + 1, H]
         if config.loss == "bce":
-            loss = bce_loss(hidden, targets, embedding, negatives_per_target=config.bce_negatives)
+            loss = bce_loss(
+                hidden,
+                targets,
+                embedding,
+                negatives_per_target=config.bce_negatives,
+                sparse_rows=self.sparse_embedding,
+            )
         elif config.loss == "sampled_softmax":
             probs = self.sampling_probs if isinstance(self.sampling_probs, torch.Tensor) else None
             if self.popularity_sampling and probs is None:
@@ -113,6 +129,7 @@ class SASRecModule(pl.LightningModule):
                 row_users=row_users,
                 user_items=user_items,
                 expected_count_correction=config.logq_correction,
+                sparse_rows=self.sparse_embedding,
             )
         else:
             loss = full_softmax_loss(hidden, targets, embedding, row_users, user_items)
@@ -193,10 +210,10 @@ class SASRecModule(pl.LightningModule):
         own clipping beside a fused optimizer under mixed precision (it assumes the optimizer
         unscales gradients itself, true of float16's scaler only), and the fused step is the
         fast one (one kernel instead of ~10 passes over the item table). Gradients here are
-        whole (all-reduced, unscaled)."""
+        whole (all-reduced, unscaled); a sparse embedding gradient is clipped with the rest."""
         clip = self.train_config.gradient_clip
         if clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), clip, foreach=True)
+            clip_grad_norm_(self.parameters(), clip)
 
     def configure_optimizers(self) -> Any:
         config = self.train_config
@@ -205,7 +222,9 @@ class SASRecModule(pl.LightningModule):
         for name, parameter in self.named_parameters():
             is_norm_or_bias = parameter.dim() < 2 or "norm" in name
             (no_decay if is_norm_or_bias else decay).append(parameter)
-        optimizer = torch.optim.AdamW(
+        # With sparse embedding gradients, the item table's rows get a lazy update instead.
+        optimizer_class = SparseRowsAdamW if self.sparse_embedding else torch.optim.AdamW
+        optimizer = optimizer_class(
             [
                 {"params": decay, "weight_decay": config.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},

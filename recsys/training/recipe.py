@@ -20,6 +20,11 @@ default in ``TrainConfig``):
 - ``loss``: the full softmax (``ce``) where the catalogue is no larger than that (exact, and no
   dearer), sampled softmax with uniform negatives above it (cost per target, not per item: it
   scales to any catalogue).
+- ``embedding_updates``: sparse (only the rows a step read get a gradient and a lazy Adam
+  update, ``recsys.training.optim``) on a CPU above ``SPARSE_UPDATE_ITEMS`` items with a sampled
+  loss, where the dense AdamW update of the whole item table every step would cost more than the
+  step's own work (``bench/results/train_scaling.md``); dense elsewhere: exactly AdamW, and on a
+  GPU the table's update costs little.
 - ``max_minutes``: 15 (the learning rate decays to zero by then; ``recsys.training.schedule``).
 - ``precision``: bf16 mixed precision where the hardware computes in bf16 (a GPU that supports
   it; a CPU with AVX512-BF16 or AMX instructions, where its matrix products run several times
@@ -53,6 +58,7 @@ SPARSE_DROPOUT: Final = 0.5
 DENSE_DROPOUT: Final = 0.2
 CPU_NEGATIVES: Final = 4096
 GPU_NEGATIVES: Final = 16384
+SPARSE_UPDATE_ITEMS: Final = 200_000
 DEFAULT_MINUTES: Final = 15.0
 VALIDATION_SCORES: Final = 1 << 32
 MIN_VAL_USERS: Final = 10_000
@@ -160,6 +166,25 @@ def resolve_recipe(
                 + ("the full softmax costs no more" if exact else "sample the softmax"),
             )
         )
+    if config.embedding_updates == "auto":
+        loss_name = updates.get("loss", config.loss)
+        large = dataset.num_items > SPARSE_UPDATE_ITEMS
+        sparse = large and not on_gpu and loss_name != "ce"
+        updates["embedding_updates"] = "sparse" if sparse else "dense"
+        if on_gpu:
+            why = "on a GPU the whole table's update costs little"
+        elif not large:
+            why = (
+                f"{dataset.num_items:,} items <= {SPARSE_UPDATE_ITEMS:,}: the whole table is cheap"
+            )
+        elif loss_name == "ce":
+            why = "the full softmax's gradient is dense"
+        else:
+            why = (
+                f"{dataset.num_items:,} items > {SPARSE_UPDATE_ITEMS:,} on a CPU: update only "
+                "the rows a step read"
+            )
+        choices.append(Choice("embedding_updates", updates["embedding_updates"], why))
     if config.max_minutes == "auto":
         updates["max_minutes"] = DEFAULT_MINUTES
         choices.append(Choice("max_minutes", DEFAULT_MINUTES, "the default time budget"))

@@ -37,6 +37,7 @@ def test_sparse_short_histories_get_the_sparse_rules() -> None:
         "max_minutes",
         "precision",
         "val_users",
+        "embedding_updates",
     }
     assert all(c.rule for c in choices)
     assert config.val_users == 60  # every validation user
@@ -55,6 +56,23 @@ def test_a_catalogue_larger_than_the_negatives_is_sampled() -> None:
     config, choices = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
     assert config.loss == "sampled_softmax"
     assert "5,000 items > 4,096 negatives" in next(c.rule for c in choices if c.key == "loss")
+
+
+def test_a_large_catalogue_on_a_cpu_updates_only_the_rows_a_step_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset = _dataset(events_per_user=8, users=1000, items=5000)
+    assert resolve_recipe(TrainConfig(), dataset, on_gpu=False)[0].embedding_updates == "dense"  # type: ignore[arg-type]
+    monkeypatch.setattr(recipe, "SPARSE_UPDATE_ITEMS", 1000)  # 5,000 items: "large"
+    config, choices = resolve_recipe(TrainConfig(), dataset, on_gpu=False)  # type: ignore[arg-type]
+    assert config.embedding_updates == "sparse"
+    rule = next(c.rule for c in choices if c.key == "embedding_updates")
+    assert "5,000 items > 1,000 on a CPU" in rule
+    assert resolve_recipe(TrainConfig(), dataset, on_gpu=True)[0].embedding_updates == "dense"  # type: ignore[arg-type]
+    full = TrainConfig.build({"loss": "ce"})
+    assert resolve_recipe(full, dataset, on_gpu=False)[0].embedding_updates == "dense"  # type: ignore[arg-type]
+    chosen = TrainConfig.build({"embedding_updates": "dense"})
+    assert resolve_recipe(chosen, dataset, on_gpu=False)[0].embedding_updates == "dense"  # type: ignore[arg-type]
 
 
 def test_validation_samples_users_only_where_ranking_them_all_is_too_dear(
@@ -81,11 +99,13 @@ def test_keys_the_user_set_are_kept() -> None:
             "max_minutes": None,
             "precision": "32-true",
             "val_users": 20,
+            "embedding_updates": "sparse",
         }
     )
     config, choices = resolve_recipe(given, dataset, on_gpu=False)  # type: ignore[arg-type]
     assert (config.model.max_len, config.model.dropout, config.loss) == (30, 0.1, "bce")
     assert config.max_minutes is None and config.val_users == 20
+    assert config.embedding_updates == "sparse"
     assert {c.key for c in choices} == {"num_negatives"}
 
 
