@@ -73,6 +73,7 @@ VARIANTS: Final[dict[str, dict[str, Any]]] = {
     "batch-64": {"batch_size": 64},
     "weight-decay-0.1": {"weight_decay": 0.1},
     "float32": {"precision": "32-true"},
+    "sparse-updates": {"embedding_updates": "sparse"},
     "120-epochs": {"max_epochs": 120},
 }
 
