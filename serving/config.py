@@ -43,7 +43,9 @@ class ServeConfig(Config):
     """An Ed25519 public key (PEM): serve only artifacts signed with its private key
     (recsys export --sign-key), at start and on every reload."""
     redis_url: str | None = None
-    """``redis://``, ``rediss://`` (TLS) or ``unix://``; None starts an embedded Redis."""
+    """``redis://``, ``rediss://`` (TLS), ``unix://``, or a Redis Cluster through any one of its
+    nodes, ``redis+cluster://host:port`` (``rediss+cluster://`` with TLS); None starts an
+    embedded Redis."""
     redis_dir: str = "auto"
     """Embedded Redis only (no --redis-url): the folder of its append-only file, reloaded when
     the server starts again; auto: $XDG_DATA_HOME/recsys/redis (~/.local/share/recsys/redis);
@@ -179,11 +181,11 @@ class ServeConfig(Config):
                 f"got {self.namespace!r}"
             )
         if self.redis_url is not None and not self.redis_url.startswith(
-            ("redis://", "rediss://", "unix://")
+            ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
         ):
             raise ConfigError(
-                f"--redis-url must start with redis://, rediss:// or unix://, got "
-                f"{self.redis_url!r}"
+                f"--redis-url must start with redis://, rediss://, unix:// or (a Redis "
+                f"Cluster) redis+cluster:// or rediss+cluster://, got {self.redis_url!r}"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together: give both or neither")

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from serving.store.embedded_redis import EmbeddedRedis
+from tests.redis_cluster import LocalRedisCluster
 from tests.servers import (
     SHARED_REDIS,
     Artifacts,
@@ -125,7 +126,21 @@ def artifacts(tiny_runs: type[TinyRuns], tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A three-master Redis Cluster on loopback ports for the session (skips without the
+    redis-server binary)."""
+    try:
+        cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    except FileNotFoundError as err:
+        pytest.skip(f"no Redis Cluster: {err}")
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def single_redis_url() -> Iterator[str]:
     """127.0.0.1:6379 if a Redis answers there, else an embedded one for the session."""
     if redis_answers(SHARED_REDIS):
         yield SHARED_REDIS
@@ -135,6 +150,19 @@ def redis_url() -> Iterator[str]:
         yield embedded.url
     finally:
         embedded.close()
+
+
+@pytest.fixture(scope="module", params=["redis", "redis-cluster"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Every test that uses Redis runs twice: on one Redis (``single_redis_url``) and on a
+    three-master Redis Cluster (``redis_cluster``). A module marked ``single_redis`` (it tests
+    what only a single connection does: the near cache, the pipelined client) runs on the first
+    alone."""
+    if request.param == "redis-cluster":
+        if request.node.get_closest_marker("single_redis") is not None:
+            pytest.skip("single-node Redis only (client tracking, one pipelined connection)")
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("single_redis_url"))
 
 
 def _new_namespace() -> str:

@@ -26,6 +26,7 @@ from serving.config import ServeConfig
 from serving.proto.recsys.v1 import recommender_pb2 as pb
 from serving.proto.recsys.v1 import recommender_pb2_grpc as pb_grpc
 from serving.server import RecommenderApp
+from serving.store.redis_clients import sync_client
 
 if TYPE_CHECKING:
     from tests.conftest import TinyRuns
@@ -60,8 +61,13 @@ def export_artifacts(tiny_runs: type[TinyRuns], root: Path) -> Artifacts:
     return Artifacts(data=data, first=paths[0], second=paths[1], indexed=indexed)
 
 
+def on_cluster(redis_url: str) -> bool:
+    """Whether a test runs on the Redis Cluster (for what differs there: no near cache)."""
+    return redis_url.startswith("redis+cluster://")
+
+
 def redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    client = sync_client(url, timeout_s=0.3)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -71,7 +77,8 @@ def redis_answers(url: str) -> bool:
 
 
 def delete_namespace(url: str, namespace: str) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    """Every key of ``namespace`` (on every node of a cluster)."""
+    client = sync_client(url, timeout_s=2)
     try:
         keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
         if keys:

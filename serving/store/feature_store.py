@@ -19,6 +19,11 @@ history in one atomic step. Writes and reads off the hot path use redis-py.
 In front of Redis sits an optional near cache (``serving.store.near_cache``): versions and answers
 this process has read or computed, invalidated by Redis's client-side-caching pushes, so that a
 repeated request is answered without a round trip.
+
+On a Redis Cluster (``redis+cluster://``) every command goes through redis-py's cluster client
+(``serving.store.cluster_hot_path``), the near cache is off, and a failing node is not an
+outage of the store: the requests of users on its shard degrade, the others are answered as
+usual, and nothing has to be declared up again when the node returns.
 """
 
 from __future__ import annotations
@@ -26,17 +31,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable
+from serving.store.cluster_hot_path import ClusterHotPath
 from serving.store.near_cache import NearCache
 from serving.store.pipelined_client import PipelinedConnection
-from serving.store.redis_clients import async_client
+from serving.store.redis_clients import AsyncClient, async_client, is_cluster_url
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,9 @@ return {version, false, redis.call('LRANGE', KEYS[2], 0, -1)}
 """KEYS: version, history. ARGV[1]: the result key without its version ('' = no cache lookup).
 Returns {version, cached answer} on a hit, {version, nil, history} otherwise."""
 
+
+SHARD_FAILURE_LOG_INTERVAL_S = 10.0
+"""On a cluster, a failing shard is logged at most this often (every request on it fails)."""
 
 MAX_EVENT_IDS = 10_000
 """Event ids remembered per user at most (the newest), whatever the window."""
@@ -160,17 +170,25 @@ class FeatureStore:
         near_cache_bytes: int | None = None,
         dedup_window_s: float = 86_400.0,
     ) -> None:
-        self.client: aioredis.Redis = async_client(url, timeout_s)
+        self.client: AsyncClient = async_client(url, timeout_s)
+        self.cluster = is_cluster_url(url)
         self.keys = FeatureKeys(namespace)
         self.max_history = max_history
         self._timeout_s = timeout_s
         self._retry_interval_s = retry_interval_s
         self.near: NearCache | None = None
-        if near_cache_size > 0 and near_cache_ttl_s > 0:
-            self.near = NearCache(near_cache_size, near_cache_ttl_s, near_cache_bytes)
-        self._hot = PipelinedConnection(
-            url, timeout_s, on_invalidate=self.near.forget if self.near is not None else None
-        )
+        self._hot: PipelinedConnection | ClusterHotPath
+        if isinstance(self.client, RedisCluster):
+            if near_cache_size > 0 and near_cache_ttl_s > 0:
+                log.info("near cache off: Redis Cluster (reads are not tracked on every node)")
+            self._hot = ClusterHotPath(self.client)
+        else:
+            if near_cache_size > 0 and near_cache_ttl_s > 0:
+                self.near = NearCache(near_cache_size, near_cache_ttl_s, near_cache_bytes)
+            self._hot = PipelinedConnection(
+                url, timeout_s, on_invalidate=self.near.forget if self.near is not None else None
+            )
+        self._shard_failure_logged = float("-inf")
         self._on_availability = on_availability
         self.dedup_window_s = dedup_window_s
         self._append_new = self.client.register_script(_APPEND_NEW_EVENTS)
@@ -191,6 +209,16 @@ class FeatureStore:
         return True
 
     def _mark_down(self, err: BaseException) -> None:
+        if self.cluster:  # one node's failure: only its shard's requests fail (and degrade)
+            now = time.monotonic()
+            if now - self._shard_failure_logged > SHARD_FAILURE_LOG_INTERVAL_S:
+                self._shard_failure_logged = now
+                log.warning(
+                    "feature store: a Redis Cluster call failed (%s): requests on that "
+                    "shard degrade to request history and popularity",
+                    _describe(err),
+                )
+            return
         if self.available:
             self.available = False
             log.warning(
@@ -219,9 +247,7 @@ class FeatureStore:
                     await self.client.ping()
             except (redis.RedisError, *_CONNECTION_ERRORS):
                 continue
-            # Redis is back: connections opened before the outage are dead, drop them now.
-            with contextlib.suppress(Exception):
-                await self.client.connection_pool.disconnect(inuse_connections=False)
+            await self._drop_idle_connections()  # opened before the outage: all dead
             self._mark_up()
 
     async def _run(self, call: Callable[[], Awaitable[Any]], idempotent: bool) -> Any:
@@ -264,14 +290,21 @@ class FeatureStore:
 
     async def _fresh_connection_answers(self) -> bool:
         """Drop the pool's idle connections (after a restart they are all dead) and ping."""
-        with contextlib.suppress(Exception):
-            await self.client.connection_pool.disconnect(inuse_connections=False)
+        await self._drop_idle_connections()
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self.client.ping()
         except (redis.RedisError, *_CONNECTION_ERRORS):
             return False
         return True
+
+    async def _drop_idle_connections(self) -> None:
+        """Close the pool's idle connections. A cluster client's are per node, and it drops a
+        failed node's connections itself."""
+        if isinstance(self.client, RedisCluster):
+            return
+        with contextlib.suppress(Exception):
+            await self.client.connection_pool.disconnect(inuse_connections=False)
 
     async def _batched(self, *args: Any, on_reply: Callable[[Any], None] | None = None) -> Any:
         """One hot-path command on the pipelined connection."""
@@ -414,7 +447,13 @@ class FeatureStore:
         pattern = self.keys.results_pattern(user_id)
 
         async def find_answers() -> list[bytes]:
-            return [key async for key in self.client.scan_iter(match=pattern, count=1000)]
+            options: dict[str, Any] = {}
+            if isinstance(self.client, RedisCluster):  # the user's answers share its slot
+                await self.client.initialize()
+                node = self.client.get_node_from_key(self.keys.history(user_id))
+                options["target_nodes"] = node
+            scan = self.client.scan_iter(match=pattern, count=1000, **options)
+            return [key async for key in scan]
 
         answers: list[bytes] = await self._run(find_answers, idempotent=True)
 

@@ -20,6 +20,8 @@ from serving.store.feature_store import FeatureStore
 from serving.store.near_cache import ENTRY_OVERHEAD, NearCache
 from tests.serving.store.stores import StoreSettings, with_stores
 
+pytestmark = pytest.mark.single_redis  # client tracking, one pipelined connection
+
 if TYPE_CHECKING:
     from tests.serving.store.conftest import CountWrites
 

@@ -20,6 +20,8 @@ from serving.store.embedded_redis import EmbeddedRedis, free_port
 from serving.store.feature_store import FeatureStore, UserState
 from tests.serving.store.stores import with_stores
 
+pytestmark = pytest.mark.single_redis  # client tracking, one pipelined connection
+
 if TYPE_CHECKING:
     from tests.serving.store.conftest import CountWrites
 
