@@ -219,16 +219,21 @@ def _markdown(rows: list[dict[str, Any]]) -> list[str]:
             )
     lines += [
         "",
-        "| size | epochs (budget) | s per epoch | loss | eval users | eval s | HR@10 [95% CI] "
-        "| NDCG@10 | most-popular HR@10 | retrieval | recall@10 | artifact MB |",
-        "|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|---:|",
+        "| size | epochs (budget) | s per epoch | us per event | loss | item-table updates "
+        "| eval users | eval s | HR@10 [95% CI] | NDCG@10 | most-popular HR@10 | retrieval "
+        "| recall@10 | artifact MB |",
+        "|---|---:|---:|---:|---|---|---:|---:|---|---:|---:|---|---:|---:|",
     ]
     for row in rows:
         train, ev, export = row["train"], row["evaluation"], row["export"]
         hr, retrieval = ev["hr@10"], export["retrieval"]
         lines.append(
             f"| {row['size']} | {train['epochs']} ({row['train_minutes']} min) | "
-            f"{train['seconds_per_epoch']} | {train['recipe'].get('loss')} | {ev['users']:,} | "
+            f"{train['seconds_per_epoch']} | "
+            f"{train['seconds_per_epoch'] / row['events'] * 1e6:.1f} | "
+            f"{train['recipe'].get('loss')} | "
+            f"{train['recipe'].get('embedding_updates', 'dense (before the key existed)')} | "
+            f"{ev['users']:,} | "
             f"{ev['seconds']:.1f} | {hr['mean']:.4f} [{hr['ci_low']:.4f}, {hr['ci_high']:.4f}] | "
             f"{ev['ndcg@10']['mean']:.4f} | {ev['most_popular_hr@10']:.4f} | "
             f"{retrieval['kind']} | {retrieval.get('recall_at_10', 1.0)} | "
