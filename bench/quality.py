@@ -365,6 +365,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from recsys.evaluation.plots import save_figure
+
     names = list(report["datasets"])
     figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
     for axis, name in zip(axes[0], names, strict=True):
@@ -396,11 +398,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.legend(loc="upper right")
         axis.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=8)
         axis.set_title(f"{name}: NDCG@10, full ranking")
-    figure.tight_layout()
-    staging = path.with_name(path.name + ".tmp.png")
-    figure.savefig(staging, dpi=120)
-    plt.close(figure)
-    staging.replace(path)
+    save_figure(figure, path, dpi=120)
 
 
 def _machine() -> str:

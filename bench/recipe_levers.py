@@ -212,6 +212,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from recsys.evaluation.plots import save_figure
+
     datasets = sorted({r["dataset"] for r in report["rows"]})
     figure, axes = plt.subplots(len(datasets), 1, figsize=(9, 3.2 * len(datasets)), squeeze=False)
     for axis, dataset in zip(axes[:, 0], datasets, strict=True):
@@ -228,11 +230,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         )
         axis.set_title(f"{dataset}: NDCG@10, full ranking, {EPOCHS} epochs")
         axis.legend(loc="lower right")
-    figure.tight_layout()
-    staging = path.with_name(path.name + ".tmp.png")
-    figure.savefig(staging, dpi=110)
-    plt.close(figure)
-    staging.replace(path)
+    save_figure(figure, path, dpi=110)
 
 
 def main() -> None:

@@ -143,6 +143,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from recsys.evaluation.plots import save_figure
+
     figure, axis = plt.subplots(figsize=(6, 4))
     for mode in MODES:
         cells = sorted(
@@ -158,11 +160,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     axis.set_ylabel("ms per training step")
     axis.set_title("Training step cost against catalogue size")
     axis.legend()
-    figure.tight_layout()
-    staging = path.with_name(path.name + ".tmp.png")
-    figure.savefig(staging, dpi=110)
-    plt.close(figure)
-    staging.replace(path)
+    save_figure(figure, path, dpi=110)
 
 
 def main() -> None:

@@ -84,6 +84,17 @@ def _title(results: Sequence[EvaluationResult]) -> str:
 
 def _finish(figure: Figure, title: str, out: Path) -> None:
     figure.suptitle(title)
+    save_figure(figure, out)
+
+
+def save_figure(figure: Figure, path: Path, dpi: int = 110) -> None:
+    """Lay out, write ``path`` as a PNG (to a temporary sibling first, then renamed: a reader
+    never sees half a file) and close the figure."""
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
+    staging = path.with_name(f".{path.name}.tmp.png")
+    try:
+        figure.savefig(staging, dpi=dpi)
+        staging.replace(path)
+    finally:
+        plt.close(figure)
+        staging.unlink(missing_ok=True)
