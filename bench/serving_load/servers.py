@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -137,13 +138,19 @@ def item_ids(artifact: Path) -> list[str]:
 def redis_namespace(choice: str) -> Iterator[tuple[str, str, str]]:
     """(url, namespace, a description); the namespace's keys are deleted afterwards.
 
-    ``choice``: "machine" (127.0.0.1:6379 when it answers, else embedded) or "embedded"."""
+    ``choice``: "machine" (127.0.0.1:6379 when it answers, else embedded), "embedded", or
+    "cluster" (a three-master Redis Cluster on loopback ports, started for the run)."""
     import redis
 
     from serving.store.embedded_redis import EmbeddedRedis
+    from serving.store.redis_clients import sync_client
+    from tests.redis_cluster import LocalRedisCluster
 
-    embedded = None
+    embedded = cluster = None
     url, kind = "", ""
+    if choice == "cluster":
+        cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="bench-redis-cluster-")))
+        url, kind = cluster.url, "a three-master Redis Cluster (loopback TCP, redis-py's client)"
     if choice == "machine":
         client = redis.Redis.from_url(SHARED_REDIS, socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
@@ -160,25 +167,26 @@ def redis_namespace(choice: str) -> Iterator[tuple[str, str, str]]:
     try:
         yield url, namespace, kind
     finally:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        cleaner = sync_client(url)
         try:
-            keys = list(client.scan_iter(match=f"{namespace}:*", count=5000))
+            keys = list(cleaner.scan_iter(match=f"{namespace}:*", count=5000))
             for start in range(0, len(keys), 5000):
-                client.delete(*keys[start : start + 5000])
+                cleaner.delete(*keys[start : start + 5000])
         finally:
-            client.close()
+            cleaner.close()
         if embedded is not None:
             embedded.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def stored_histories(redis_url: str, namespace: str, users: list[str]) -> dict[str, list[str]]:
     """Every user's history as the feature store holds it (what a cache miss reads)."""
-    import redis
-
     from serving.store.feature_store import FeatureKeys
+    from serving.store.redis_clients import sync_client
 
     keys = FeatureKeys(namespace)
-    client = redis.Redis.from_url(redis_url, socket_timeout=30)
+    client = sync_client(redis_url, timeout_s=30)
     histories: dict[str, list[str]] = {}
     try:
         for start in range(0, len(users), 5000):
