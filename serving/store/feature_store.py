@@ -67,20 +67,26 @@ SHARD_FAILURE_LOG_INTERVAL_S = 10.0
 MAX_EVENT_IDS = 10_000
 """Event ids remembered per user at most (the newest), whatever the window."""
 
-_APPEND_NEW_EVENTS = """
--- KEYS: history, version, event ids. ARGV: max_history, window_ms, max_ids, n, n items, n ids.
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local window, n = tonumber(ARGV[2]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - window)
+_APPEND_EVENTS = """
+-- KEYS: history, version, event ids.
+-- ARGV: max_history, window_ms, max_ids, n, m (0, or n: one id per item), n items, m ids.
+local n, m = tonumber(ARGV[4]), tonumber(ARGV[5])
 local fresh = {}
-for i = 1, n do
-  if redis.call('ZADD', KEYS[3], 'NX', now_ms, ARGV[4 + n + i]) == 1 then
-    fresh[#fresh + 1] = ARGV[4 + i]
+if m == 0 then
+  for i = 1, n do fresh[i] = ARGV[5 + i] end
+else
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local window = tonumber(ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - window)
+  for i = 1, n do
+    if redis.call('ZADD', KEYS[3], 'NX', now_ms, ARGV[5 + n + i]) == 1 then
+      fresh[#fresh + 1] = ARGV[5 + i]
+    end
   end
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[3]) - 1)
+  redis.call('PEXPIRE', KEYS[3], window)
 end
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[3]) - 1)
-redis.call('PEXPIRE', KEYS[3], window)
 local version
 if #fresh > 0 then
   for first = 1, #fresh, 1000 do  -- unpack() is bounded by Lua's stack: push in pieces
@@ -93,6 +99,9 @@ else
 end
 return {version, redis.call('LLEN', KEYS[1]), n - #fresh}
 """
+"""Append events and bump the version, in one atomic step. With event ids, every event whose id
+was recorded for this user within the window (or earlier in the same call) is skipped, and the
+version moves only if any event was new."""
 
 
 def _glob_escape(text: str) -> str:
@@ -191,7 +200,7 @@ class FeatureStore:
         self._shard_failure_logged = float("-inf")
         self._on_availability = on_availability
         self.dedup_window_s = dedup_window_s
-        self._append_new = self.client.register_script(_APPEND_NEW_EVENTS)
+        self._append = self.client.register_script(_APPEND_EVENTS)
         self.available = True
         self._probe: asyncio.Task[None] | None = None
 
@@ -395,36 +404,29 @@ class FeatureStore:
     ) -> tuple[int, int, int]:
         """Append events atomically; returns (version, length, duplicates).
 
-        Without ``event_ids``: MULTI (RPUSH, LTRIM, INCR). With them (one per item): one Lua
-        script, so that nothing runs between the check and the append, skips every event whose
-        id was recorded for this user within the dedup window (and repeats within the call),
-        appends the rest and bumps the version only if any was new (``_APPEND_NEW_EVENTS``).
+        One Lua script (``_APPEND_EVENTS``), so that nothing runs between the check and the
+        append: with ``event_ids`` (one per item) it skips every event whose id was recorded for
+        this user within the dedup window (and repeats within the call), appends the rest and
+        bumps the version only if any was new; without, it appends them all.
         """
-        history_key = self.keys.history(user_id)
-        version_key = self.keys.version(user_id)
+        if event_ids and len(event_ids) != len(item_ids):
+            raise ValueError(
+                f"event_ids: one per item or none, got {len(event_ids)} for {len(item_ids)} items"
+            )
+        keys = [self.keys.history(user_id), self.keys.version(user_id)]
+        keys.append(self.keys.event_ids(user_id))
+        window_ms = int(self.dedup_window_s * 1000)
+        arguments = [self.max_history, window_ms, MAX_EVENT_IDS, len(item_ids), len(event_ids)]
 
         def write() -> Awaitable[Any]:
-            if event_ids:
-                keys = [history_key, version_key, self.keys.event_ids(user_id)]
-                window_ms = int(self.dedup_window_s * 1000)
-                arguments = [self.max_history, window_ms, MAX_EVENT_IDS, len(item_ids)]
-                return self._append_new(keys, [*arguments, *item_ids, *event_ids])
-            pipe = self.client.pipeline(transaction=True)
-            pipe.rpush(history_key, *item_ids)
-            pipe.ltrim(history_key, -self.max_history, -1)
-            pipe.incr(version_key)
-            pipe.llen(history_key)
-            return pipe.execute()
+            return self._append(keys, [*arguments, *item_ids, *event_ids])
 
         try:
-            reply = await self._run(write, idempotent=False)
+            version, length, duplicates = await self._run(write, idempotent=False)
         finally:
             # Also on failure: the write may have been applied before the connection broke.
             self._forget_version(user_id)
-        if event_ids:
-            version, length, duplicates = reply
-            return int(version), int(length), int(duplicates)
-        return int(reply[2]), int(reply[3]), 0
+        return int(version), int(length), int(duplicates)
 
     async def history(self, user_id: str, limit: int = 0) -> tuple[list[str], int]:
         """(stored history, oldest first, the newest ``limit`` if > 0; its version)."""
