@@ -24,13 +24,13 @@ def _steps() -> list[torch.Tensor]:
     return [torch.tensor([1, 3, 3, 7]), torch.tensor([0, 3, 5]), torch.tensor([7, 7, 2])]
 
 
-def test_the_lazy_update_is_sparse_adams_and_the_dense_one_adamws() -> None:
+def test_without_catch_up_the_lazy_update_is_sparse_adams_and_the_dense_one_adamws() -> None:
     torch.manual_seed(0)
     table, head = torch.randn(10, 4), torch.randn(4, 3)
     ours = [torch.nn.Parameter(table.clone()), torch.nn.Parameter(head.clone())]
     sparse_ref = torch.nn.Parameter(table.clone())
     dense_ref = torch.nn.Parameter(head.clone())
-    optimizer = SparseRowsAdamW(ours, lr=LR, betas=BETAS, weight_decay=0.0)
+    optimizer = SparseRowsAdamW(ours, lr=LR, betas=BETAS, weight_decay=0.0, catch_up=False)
     references = [
         torch.optim.SparseAdam([sparse_ref], lr=LR, betas=BETAS),
         torch.optim.AdamW([dense_ref], lr=LR, betas=BETAS, weight_decay=0.0),
@@ -49,7 +49,7 @@ def test_the_lazy_update_is_sparse_adams_and_the_dense_one_adamws() -> None:
         assert ours[0].grad is not None and ours[0].grad.is_sparse  # given back after the step
 
 
-def test_rows_no_step_reads_keep_their_values_even_with_weight_decay() -> None:
+def test_rows_no_gradient_reached_keep_their_values_even_with_weight_decay() -> None:
     torch.manual_seed(0)
     table = torch.nn.Parameter(torch.randn(10, 4))
     head = torch.nn.Parameter(torch.randn(4, 3))
@@ -119,3 +119,39 @@ def test_gradients_under_the_limit_are_left_as_they_are() -> None:
     before = table.grad.to_dense().clone()
     clip_grad_norm_([table, head], max_norm=100.0)
     torch.testing.assert_close(table.grad.to_dense(), before, rtol=0, atol=0)
+
+
+def _train(table: torch.nn.Parameter, optimizer: torch.optim.Optimizer, dense: bool) -> None:
+    """300 steps, each reading 3 of 40 rows (rare rows, as a large catalogue's), a fixed target."""
+    generator = torch.Generator().manual_seed(1)
+    target = torch.randn(40, 4, generator=generator)
+    for _ in range(300):
+        rows = torch.randperm(40, generator=generator)[:3]
+        optimizer.zero_grad()
+        looked_up = F.embedding(rows, table, sparse=True)
+        (looked_up - target[rows]).square().sum().backward()  # type: ignore[no-untyped-call]
+        if dense:
+            assert table.grad is not None
+            table.grad = table.grad.to_dense()
+        optimizer.step()
+
+
+def test_catch_up_follows_dense_adamw_where_the_plain_lazy_update_lags() -> None:
+    torch.manual_seed(0)
+    start = torch.randn(40, 4)
+    paths = {}
+    for name in ("dense", "catch-up", "lazy"):
+        table = torch.nn.Parameter(start.clone())
+        optimizer: torch.optim.Optimizer
+        if name == "dense":
+            optimizer = torch.optim.AdamW([table], lr=LR, betas=BETAS, weight_decay=0.01)
+        else:
+            catch_up = name == "catch-up"
+            optimizer = SparseRowsAdamW(
+                [table], lr=LR, betas=BETAS, weight_decay=0.01, catch_up=catch_up
+            )
+        _train(table, optimizer, dense=name == "dense")
+        paths[name] = table.detach() - start
+    moved = float(paths["dense"].norm())
+    assert float((paths["catch-up"] - paths["dense"]).norm()) < 0.05 * moved
+    assert float((paths["lazy"] - paths["dense"]).norm()) > 0.3 * moved  # what catch-up fixes
