@@ -1,5 +1,5 @@
 """How a training step's cost grows with the catalogue: dense AdamW over the whole item table
-against sparse rows with a lazy update (``embedding_updates``), at 10k to 1M items.
+against sparse rows updated alone (``embedding_updates``), at 10k to 1M items.
 
     .venv/bin/python bench/train_scaling.py            # 10k, 100k, 300k, 1M items
     .venv/bin/python bench/train_scaling.py --quick    # 10k and 100k, a few steps: a smoke run
@@ -107,7 +107,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"4,096 negatives, {report['rows'][0]['precision']}) on the same random batches of "
         f"{BATCH} users; median of {report['rows'][0]['steps']} steps after warm-up. `dense`: "
         "AdamW over the whole item table every step; `sparse`: only the rows a step read get a "
-        "gradient and a lazy Adam update (`embedding_updates: sparse`, the recipe's choice on a "
+        "gradient and an Adam update (`embedding_updates: sparse`, the recipe's choice on a "
         "CPU above 200,000 items).",
         "",
         "| items | dense ms/step | sparse ms/step | sparse / dense | sparse vs 100k sparse |",

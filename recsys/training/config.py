@@ -91,7 +91,7 @@ class TrainConfig(Config):
     embedding_updates: Literal["auto", "dense", "sparse"] = Field(
         "auto",
         description="dense: AdamW updates the whole item embedding every step; sparse: only "
-        "the rows a step read (its items, targets and negatives) get a gradient and a lazy Adam "
+        "the rows a step read (its items, targets and negatives) get a gradient and an Adam "
         "update (recsys.training.optim), a cost that does not grow with the catalogue "
         "(sampled_softmax and bce only); auto: sparse on a CPU above 200,000 items with a "
         "sampled loss, else dense (recsys.training.recipe).",

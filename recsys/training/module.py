@@ -222,7 +222,7 @@ class SASRecModule(pl.LightningModule):
         for name, parameter in self.named_parameters():
             is_norm_or_bias = parameter.dim() < 2 or "norm" in name
             (no_decay if is_norm_or_bias else decay).append(parameter)
-        # With sparse embedding gradients, the item table's rows get a lazy update instead.
+        # With sparse embedding gradients, only the item table's rows a step read are updated.
         optimizer_class = SparseRowsAdamW if self.sparse_embedding else torch.optim.AdamW
         optimizer = optimizer_class(
             [

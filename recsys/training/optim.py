@@ -1,16 +1,17 @@
-"""The optimiser for a large item table: AdamW for dense gradients, a lazy row update for sparse.
+"""The optimiser for a large item table: AdamW for dense gradients, a row update for sparse ones.
 
 With ``embedding_updates: sparse`` the item embedding's gradient is a sparse tensor holding only
 the rows a step touched (its history items, targets and negatives: a few thousand of a million).
 Dense AdamW would still read and write the whole table and both its moments every step, a cost
 that grows with the catalogue, not the batch (``bench/results/train_scaling.md``).
 
-``torch.optim.SparseAdam`` does the lazy update but takes only sparse-gradient parameters, and
-Lightning's automatic optimisation drives one optimiser; two would mean manual optimisation for
-every run. So this is one ``AdamW`` whose ``step`` first applies SparseAdam's update (the same
-arithmetic; a test checks equality) to the parameters whose gradient is sparse, then runs the
-fused AdamW step on the rest. Its state lives in the one optimiser, so checkpoints and resumes
-need nothing new.
+``torch.optim.SparseAdam`` updates only those rows but takes only sparse-gradient parameters,
+Lightning's automatic optimisation drives one optimiser (two would mean manual optimisation for
+every run), and its lazy update trains rare items far more slowly than dense AdamW (see
+``SparseRowsAdamW``). So this is one ``AdamW`` whose ``step`` first updates the rows of the
+parameters whose gradient is sparse (SparseAdam's arithmetic, a test checks equality, plus a
+closed-form catch-up on the steps a row missed), then runs the fused AdamW step on the rest.
+Its state lives in the one optimiser, so checkpoints and resumes need nothing new.
 """
 
 from __future__ import annotations

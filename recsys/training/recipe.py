@@ -20,7 +20,7 @@ default in ``TrainConfig``):
 - ``loss``: the full softmax (``ce``) where the catalogue is no larger than that (exact, and no
   dearer), sampled softmax with uniform negatives above it (cost per target, not per item: it
   scales to any catalogue).
-- ``embedding_updates``: sparse (only the rows a step read get a gradient and a lazy Adam
+- ``embedding_updates``: sparse (only the rows a step read get a gradient and an Adam
   update, ``recsys.training.optim``) on a CPU above ``SPARSE_UPDATE_ITEMS`` items with a sampled
   loss, where the dense AdamW update of the whole item table every step would cost more than the
   step's own work (``bench/results/train_scaling.md``); dense elsewhere: exactly AdamW, and on a
