@@ -55,3 +55,9 @@ class DeadlineExceeded(ServiceError):
     """The caller's deadline passed before the work could be done."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def describe_error(err: BaseException) -> str:
+    """``Type: message`` (the type alone when the message is empty), for logs and statuses."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

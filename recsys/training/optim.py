@@ -57,7 +57,7 @@ class SparseRowsAdamW(torch.optim.AdamW):
                     grad = parameter.grad
                     if grad is None or not grad.is_sparse:
                         continue
-                    self._lazy_step(parameter, grad, group)
+                    self._update_rows(parameter, grad, group)
                     held.append((parameter, grad))
                     parameter.grad = None  # AdamW skips a parameter without a gradient
             super().step()
@@ -66,7 +66,7 @@ class SparseRowsAdamW(torch.optim.AdamW):
                 parameter.grad = grad
         return loss
 
-    def _lazy_step(
+    def _update_rows(
         self, parameter: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]
     ) -> None:
         if group["maximize"]:

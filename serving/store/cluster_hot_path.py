@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable
+from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable, describe_error
 
 
 class ClusterHotPath:
@@ -54,10 +54,10 @@ class ClusterHotPath:
         try:
             reply = await self._client.execute_command(*args)
         except redis.ResponseError as err:
-            raise FeatureStoreUnavailable(f"feature store error: {_describe(err)}") from err
+            raise FeatureStoreUnavailable(f"feature store error: {describe_error(err)}") from err
         except (redis.RedisError, OSError, TimeoutError) as err:
             raise FeatureStoreUnreachable(
-                f"feature store shard unreachable: {_describe(err)}"
+                f"feature store shard unreachable: {describe_error(err)}"
             ) from err
         if on_reply is not None:
             on_reply(reply)
@@ -80,8 +80,3 @@ class ClusterHotPath:
             await asyncio.wait(set(self._fills), timeout=1.0)
         for fill in list(self._fills):
             fill.cancel()
-
-
-def _describe(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -39,11 +39,11 @@ from typing import Any
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable
+from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable, describe_error
 from serving.store.cluster_hot_path import ClusterHotPath
 from serving.store.near_cache import NearCache
 from serving.store.pipelined_client import PipelinedConnection
-from serving.store.redis_clients import AsyncClient, async_client, is_cluster_url
+from serving.store.redis_clients import AsyncClient, async_client
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +148,6 @@ class UserState:
     history: list[str]
 
 
-def _describe(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 class FeatureStore:
     """Histories, versions and cached answers in Redis, with outage detection and recovery.
 
@@ -180,7 +175,6 @@ class FeatureStore:
         dedup_window_s: float = 86_400.0,
     ) -> None:
         self.client: AsyncClient = async_client(url, timeout_s)
-        self.cluster = is_cluster_url(url)
         self.keys = FeatureKeys(namespace)
         self.max_history = max_history
         self._timeout_s = timeout_s
@@ -204,6 +198,11 @@ class FeatureStore:
         self.available = True
         self._probe: asyncio.Task[None] | None = None
 
+    @property
+    def cluster(self) -> bool:
+        """Whether the store is a Redis Cluster (``redis+cluster://``)."""
+        return isinstance(self.client, RedisCluster)
+
     # -- availability ----------------------------------------------------------------------
 
     async def check(self) -> bool:
@@ -225,7 +224,7 @@ class FeatureStore:
                 log.warning(
                     "feature store: a Redis Cluster call failed (%s): requests on that "
                     "shard degrade to request history and popularity",
-                    _describe(err),
+                    describe_error(err),
                 )
             return
         if self.available:
@@ -233,7 +232,7 @@ class FeatureStore:
             log.warning(
                 "feature store unavailable (%s): degrading to request history and "
                 "popularity; probing every %.1f s",
-                _describe(err),
+                describe_error(err),
                 self._retry_interval_s,
             )
             if self._on_availability is not None:
@@ -273,15 +272,17 @@ class FeatureStore:
             return await self._call(call)
         except (redis.RedisError, *_CONNECTION_ERRORS) as err:
             if isinstance(err, redis.ResponseError):
-                raise FeatureStoreUnavailable(f"feature store error: {_describe(err)}") from err
+                raise FeatureStoreUnavailable(
+                    f"feature store error: {describe_error(err)}"
+                ) from err
             if not await self._fresh_connection_answers():
                 self._mark_down(err)
                 raise FeatureStoreUnavailable(
-                    f"feature store unreachable: {_describe(err)}"
+                    f"feature store unreachable: {describe_error(err)}"
                 ) from err
             if not idempotent:
                 raise FeatureStoreUnavailable(
-                    f"feature store connection lost during a write ({_describe(err)}); "
+                    f"feature store connection lost during a write ({describe_error(err)}); "
                     "Redis answers again: retry"
                 ) from err
         try:
@@ -289,7 +290,9 @@ class FeatureStore:
         except (redis.RedisError, *_CONNECTION_ERRORS) as err:
             if not isinstance(err, redis.ResponseError):
                 self._mark_down(err)
-            raise FeatureStoreUnavailable(f"feature store unreachable: {_describe(err)}") from err
+            raise FeatureStoreUnavailable(
+                f"feature store unreachable: {describe_error(err)}"
+            ) from err
 
     async def _call(self, call: Callable[[], Awaitable[Any]]) -> Any:
         async with asyncio.timeout(self._timeout_s):
@@ -413,8 +416,11 @@ class FeatureStore:
             raise ValueError(
                 f"event_ids: one per item or none, got {len(event_ids)} for {len(item_ids)} items"
             )
-        keys = [self.keys.history(user_id), self.keys.version(user_id)]
-        keys.append(self.keys.event_ids(user_id))
+        keys = [
+            self.keys.history(user_id),
+            self.keys.version(user_id),
+            self.keys.event_ids(user_id),
+        ]
         window_ms = int(self.dedup_window_s * 1000)
         arguments = [self.max_history, window_ms, MAX_EVENT_IDS, len(item_ids), len(event_ids)]
 

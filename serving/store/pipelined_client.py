@@ -42,7 +42,7 @@ import hiredis
 from redis.asyncio.connection import parse_url
 
 from recsys.errors import ConfigError
-from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable
+from serving.errors import FeatureStoreUnavailable, FeatureStoreUnreachable, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class _RespProtocol(asyncio.Protocol):
         self.closed = True
         self.unsent.clear()
         self.release()  # stops the hold's timer; nothing is left to write
-        failure = FeatureStoreUnreachable(f"feature store unreachable: {_describe(err)}")
+        failure = FeatureStoreUnreachable(f"feature store unreachable: {describe_error(err)}")
         while self.waiting:
             _, future, _ = self.waiting.popleft()
             if not future.done():
@@ -248,7 +248,7 @@ class PipelinedConnection:
                     protocol = await self._open()
             except (OSError, TimeoutError, FeatureStoreUnavailable) as err:
                 raise FeatureStoreUnreachable(
-                    f"feature store unreachable: {_describe(err)}"
+                    f"feature store unreachable: {describe_error(err)}"
                 ) from err
             self._protocol = protocol
             if self._watchdog is None or self._watchdog.done():
@@ -340,8 +340,3 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _describe(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
