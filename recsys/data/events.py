@@ -17,6 +17,7 @@ indexing, ordering and splitting several-fold (``bench/prepare.py`` measures it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,39 +50,64 @@ class EventLog:
     item: Codes
     time_ms: npt.NDArray[np.int64] | None
     rating: pl.Series | None
-    row: Rows
-    """Each event's row in the frame it was encoded from."""
+    row: Rows | None
+    """Each event's row in the frame it was encoded from (``None`` when that frame was consumed)."""
 
     def __len__(self) -> int:
-        return len(self.row)
+        return len(self.user)
 
 
-def encode_events(frame: pl.DataFrame) -> EventLog:
+def encode_events(frame: pl.DataFrame, *, consume: bool = False) -> EventLog:
     """Encode the ids of a canonical frame and sort its events chronologically.
 
     The frame must have no null ids and, if it has any timestamp, no null timestamp (see
     ``cleaning.drop_null_events``); its row order is the input order that breaks time ties.
+
+    ``consume=True`` is for logs near the size of memory: it takes each column out of ``frame``
+    (which is left empty) as soon as it is encoded, and puts the encoded columns into
+    chronological order one at a time, so the raw log and the encoded one, or the encoded one
+    in two orders, are never whole in memory together. The result then has no ``row``: the frame
+    those rows would index is gone.
     """
-    user_ids, user = encode_ids(frame.get_column(C.USER_ID))
-    item_ids, item = encode_ids(frame.get_column(C.ITEM_ID))
-    time_ms = _epoch_ms(frame.get_column(C.TIMESTAMP))
+    take = frame.drop_in_place if consume else frame.get_column
+    has_rating = C.RATING in frame.columns
+    user_ids, user = encode_ids(take(C.USER_ID))
+    item_ids, item = encode_ids(take(C.ITEM_ID))
+    time_ms = _epoch_ms(take(C.TIMESTAMP))
+    rating = take(C.RATING) if has_rating else None
     rows = chronological_order(user, time_ms)
+    index = pl.Series(rows).cast(pl.get_index_type())
+    if consume:
+        del rows
+        user = _gather(user, index)
+        item = _gather(item, index)
+        time_ms = None if time_ms is None else _gather(time_ms, index)
+        rating = None if rating is None else rating.gather(index)
+        return EventLog(user_ids, item_ids, user, item, time_ms, rating, row=None)
     columns = [pl.Series("user", user), pl.Series("item", item)]
     if time_ms is not None:
         columns.append(pl.Series("time", time_ms))
-    if C.RATING in frame.columns:
-        columns.append(frame.get_column(C.RATING))
+    if rating is not None:
+        columns.append(rating)
     # One multi-threaded gather of every column, about twice as fast as numpy's one at a time.
-    ordered = pl.DataFrame(columns)[pl.Series(rows).cast(pl.get_index_type())]
+    ordered = pl.DataFrame(columns)[index]
     return EventLog(
         user_ids=user_ids,
         item_ids=item_ids,
         user=ordered.get_column("user").to_numpy(),
         item=ordered.get_column("item").to_numpy(),
         time_ms=ordered.get_column("time").to_numpy() if time_ms is not None else None,
-        rating=ordered.get_column(C.RATING) if C.RATING in frame.columns else None,
+        rating=ordered.get_column(C.RATING) if rating is not None else None,
         row=rows,
     )
+
+
+_Column = TypeVar("_Column", Codes, npt.NDArray[np.int64])
+
+
+def _gather(values: _Column, index: pl.Series) -> _Column:
+    """``values[index]`` through polars (multi-threaded, no int64 copy of a uint32 index)."""
+    return pl.Series(values).gather(index).to_numpy()
 
 
 def chronological_order(user: Codes, time_ms: npt.NDArray[np.int64] | None) -> Rows:

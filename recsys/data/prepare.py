@@ -22,7 +22,7 @@ import polars as pl
 
 from recsys.data import columns as C
 from recsys.data.cleaning import CleaningConfig, clean_events
-from recsys.data.events import EventLog, Mask
+from recsys.data.events import Mask
 from recsys.data.prepared import FORMAT_VERSION, PreparedDataset
 from recsys.data.readers import ColumnMapping, LogFormat, read_interactions
 from recsys.data.splits import (
@@ -64,22 +64,29 @@ def prepare_dataset(
     config = config or PrepareConfig()
     step = on_step or (lambda _name: None)
     step("reading")
-    raw = read_interactions(source, config.log_format, config.mapping)
+    raw = read_interactions(source, config.log_format, config.mapping, event_order=False)
     step("cleaning")
-    events, keep, report = clean_events(raw, config.cleaning)
-    del raw  # the encoded log holds everything still needed
+    events, keep, report = clean_events(raw, config.cleaning)  # empties raw
     step("indexing")
-    user_idx, user_ids = compact_codes(events.user[keep], events.user_ids)
-    item_idx, item_ids = compact_codes(events.item[keep], events.item_ids)
+    # Each encoded column is dropped as soon as its kept part is taken, so that at most one
+    # column is held in both forms: the peak memory of logs near the size of memory.
+    user, item, time_ms, rating_column = events.user, events.item, events.time_ms, events.rating
+    user_ids, item_ids = events.user_ids, events.item_ids
+    del events
+    user_idx, user_ids = compact_codes(user[keep], user_ids)
+    del user
+    item_idx, item_ids = compact_codes(item[keep], item_ids)
+    del item
+    timestamps = _kept_timestamps(time_ms, keep)
+    del time_ms
+    rating = None if rating_column is None else rating_column.filter(pl.Series(keep))
+    del rating_column, keep
     step("ordering and splitting")
     sequences = Sequences.of_sorted(user_idx)
-    timestamps = _kept_timestamps(events, keep)
     if config.split.strategy == "leave-one-out":
         codes, split_description = sequences.leave_one_out_codes(), dict(LEAVE_ONE_OUT)
     else:
         codes, split_description = temporal_codes(timestamps, config.split)
-    rating = None if events.rating is None else events.rating.filter(pl.Series(keep))
-    del events, keep
     interactions = pl.DataFrame(
         [
             pl.Series(C.USER_IDX, user_idx),
@@ -134,14 +141,14 @@ def _describe_input(
     }
 
 
-def _kept_timestamps(events: EventLog, keep: Mask) -> pl.Series:
+def _kept_timestamps(time_ms: npt.NDArray[np.int64] | None, keep: Mask) -> pl.Series:
     """The ``timestamp`` column of the kept events (all null for a log without times)."""
     dtype = pl.Datetime("ms", "UTC")
-    if events.time_ms is None:
+    if time_ms is None:
         return pl.repeat(None, int(np.count_nonzero(keep)), dtype=dtype, eager=True).alias(
             C.TIMESTAMP
         )
-    return pl.Series(C.TIMESTAMP, events.time_ms[keep]).cast(dtype)
+    return pl.Series(C.TIMESTAMP, time_ms[keep]).cast(dtype)
 
 
 def _item_counts(

@@ -2,7 +2,9 @@
 
 The canonical frame has the columns ``user_id``, ``item_id``, ``timestamp`` (``Datetime[ms, UTC]``,
 null when the input has no time), ``rating`` (only when the input has one) and ``event_order``
-(input row number). Readers never filter anything: cleaning is the next step's job.
+(input row number; left out with ``event_order=False`` by ``prepare_dataset``, which keeps input
+order by other means and would pay 8 bytes an event for it). Readers never filter anything:
+cleaning is the next step's job.
 """
 
 from __future__ import annotations
@@ -89,17 +91,23 @@ def read_interactions(
     source: str | Path | pl.DataFrame | pd.DataFrame,
     log_format: LogFormat = "auto",
     mapping: ColumnMapping | None = None,
+    *,
+    event_order: bool = True,
 ) -> pl.DataFrame:
     """Read a log file or an in-memory pandas/polars frame into the canonical frame.
+
+    ``event_order=False`` leaves out the ``event_order`` column (the row order is the input order).
 
     Raises ``DataError`` naming the problem: a missing file, an unknown format, a missing column
     (with the columns found), an unparsable timestamp (with its row).
     """
     mapping = mapping or ColumnMapping()
     if isinstance(source, pd.DataFrame):
-        return _canonical(_from_pandas(source), mapping, origin="the pandas frame")
+        return _canonical(
+            _from_pandas(source), mapping, origin="the pandas frame", event_order=event_order
+        )
     if isinstance(source, pl.DataFrame):
-        return _canonical(source, mapping, origin="the polars frame")
+        return _canonical(source, mapping, origin="the polars frame", event_order=event_order)
     path = Path(source)
     if not path.exists():
         raise DataError(f"input file not found: {path}")
@@ -114,9 +122,9 @@ def read_interactions(
                 f"format {resolved!r} has fixed columns: --user-col/--item-col/--time-col/"
                 "--rating-col apply only to csv, tsv, parquet and jsonl"
             )
-        return _read_headerless(path, resolved, mapping.time_unit)
+        return _read_headerless(path, resolved, mapping.time_unit, event_order)
     frame = _read_with_header(path, resolved)
-    return _canonical(frame, mapping, origin=str(path))
+    return _canonical(frame, mapping, origin=str(path), event_order=event_order)
 
 
 def _first_line(path: Path) -> str:
@@ -140,7 +148,9 @@ def _read_with_header(path: Path, log_format: str) -> pl.DataFrame:
         raise DataError(f"cannot read {path} as {log_format}: {_first_error_line(err)}") from err
 
 
-def _read_headerless(path: Path, log_format: str, time_unit: TimeUnit) -> pl.DataFrame:
+def _read_headerless(
+    path: Path, log_format: str, time_unit: TimeUnit, event_order: bool
+) -> pl.DataFrame:
     try:
         if log_format == "movielens":
             # '::' is two single-byte separators with an empty field between them.
@@ -172,12 +182,16 @@ def _read_headerless(path: Path, log_format: str, time_unit: TimeUnit) -> pl.Dat
         else:
             frame = _read_user_item(path)
             return _canonical(
-                frame, ColumnMapping(time_col=None), origin=str(path), keep_rating=False
+                frame,
+                ColumnMapping(time_col=None),
+                origin=str(path),
+                keep_rating=False,
+                event_order=event_order,
             )
     except pl.exceptions.PolarsError as err:
         raise DataError(f"cannot read {path} as {log_format}: {_first_error_line(err)}") from err
     mapping = ColumnMapping(rating_col=C.RATING, time_unit=time_unit)
-    return _canonical(frame, mapping, origin=str(path))
+    return _canonical(frame, mapping, origin=str(path), event_order=event_order)
 
 
 def _read_user_item(path: Path) -> pl.DataFrame:
@@ -204,7 +218,11 @@ def _from_pandas(frame: pd.DataFrame) -> pl.DataFrame:
 
 
 def _canonical(
-    frame: pl.DataFrame, mapping: ColumnMapping, origin: str, keep_rating: bool = True
+    frame: pl.DataFrame,
+    mapping: ColumnMapping,
+    origin: str,
+    keep_rating: bool = True,
+    event_order: bool = True,
 ) -> pl.DataFrame:
     """Select and rename the mapped columns, normalise time, and number the rows."""
     _require_columns(frame, mapping, origin)
@@ -233,12 +251,15 @@ def _canonical(
                 f"{frame.schema[rating_col]}: expected numbers"
             )
         exprs.append(pl.col(rating_col).cast(pl.Float64).alias(C.RATING))
-    canonical = frame.select(exprs).with_row_index(C.EVENT_ORDER)
-    return canonical.with_columns(
+    canonical = frame.select(exprs)
+    casts = [
         pl.col(C.USER_ID).cast(_id_dtype(frame.schema[mapping.user_col])),
         pl.col(C.ITEM_ID).cast(_id_dtype(frame.schema[mapping.item_col])),
-        pl.col(C.EVENT_ORDER).cast(pl.Int64),
-    )
+    ]
+    if event_order:
+        canonical = canonical.with_row_index(C.EVENT_ORDER)
+        casts.append(pl.col(C.EVENT_ORDER).cast(pl.Int64))
+    return canonical.with_columns(casts)
 
 
 def _id_dtype(dtype: pl.DataType) -> pl.DataType:

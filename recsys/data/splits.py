@@ -90,9 +90,16 @@ class Sequences:
         starts_run = np.ones(len(users), dtype=bool)
         starts_run[1:] = users[1:] != users[:-1]
         starts = np.flatnonzero(starts_run)
+        del starts_run
         lengths = np.diff(starts, append=len(users))
-        position = np.arange(len(users), dtype=np.int64) - np.repeat(starts, lengths)
-        return cls(starts=starts, lengths=lengths, position=position.astype(np.int32))
+        # A running count that each run start sets back to 0, in int32 throughout: arange minus
+        # the repeated starts would hold three int64 copies of the log (the peak of `prepare`).
+        position = np.ones(len(users), dtype=np.int32)
+        if len(users):
+            position[0] = 0
+            position[starts[1:]] = 1 - lengths[:-1]
+            np.cumsum(position, out=position)
+        return cls(starts=starts, lengths=lengths, position=position)
 
     def users_with(self, events: npt.NDArray[np.bool_]) -> int:
         """How many users have at least one of the flagged events."""

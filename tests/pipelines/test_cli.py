@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
-from pipelines.cli import COMMANDS
+from pipelines.cli import COMMANDS, PREPARE_ENVIRONMENT
 
 if TYPE_CHECKING:
     from tests.pipelines.conftest import RunRecsys
@@ -87,3 +88,59 @@ def test_a_mistyped_command_names_the_closest_one(run_recsys: RunRecsys) -> None
     result = run_recsys("recomend", "--user", "u1")
     assert result.returncode == 2
     assert "No such command 'recomend'. Did you mean 'recommend'?" in result.stderr
+
+
+_RSS_PROBE = """
+import os
+from pipelines.cli import COMMANDS, PREPARE_ENVIRONMENT
+COMMANDS["prepare"].load()
+import polars as pl
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+before = rss()
+column = pl.int_range(0, 25_000_000, eager=True).cast(pl.Int64)  # 200 MB
+grown = rss() - before
+del column
+print(os.environ["_RJEM_MALLOC_CONF"], grown, rss() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_prepare_gives_freed_polars_memory_back_at_once() -> None:
+    # Preparation drops the raw log column by column while numpy builds the coded one: polars'
+    # allocator must hand the pages back instead of keeping them for ~10 s, or RSS holds both.
+    environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    setting, grown, left = done.stdout.split()
+    # polars puts its own defaults first and the variable after them: the later keys win.
+    assert setting.endswith("," + PREPARE_ENVIRONMENT["_RJEM_MALLOC_CONF"])
+    assert int(grown) >= 150, "the probe did not allocate what it meant to"
+    assert int(left) < 50, f"{left} MiB of a freed 200 MB column still resident"
+
+
+def test_a_users_own_allocator_setting_wins() -> None:
+    probe = (
+        "import os\nfrom pipelines.cli import COMMANDS\nCOMMANDS['prepare'].load()\n"
+        "import polars\nprint(os.environ['_RJEM_MALLOC_CONF'])\n"
+    )
+    environment = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:5000"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(",dirty_decay_ms:5000")
+    assert PREPARE_ENVIRONMENT["_RJEM_MALLOC_CONF"] not in done.stdout

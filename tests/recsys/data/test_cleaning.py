@@ -106,6 +106,7 @@ def test_duplicates_are_found_among_same_user_same_time_neighbours() -> None:
     )
     events = encode_events(log)
     # Rows 0 and 3 are exact copies; 2 (item), 4 (time), 5 (rating) and 1 (user) are not.
+    assert events.row is not None
     assert sorted(events.row[duplicate_mask(events)].tolist()) == [3]
 
 
@@ -114,8 +115,14 @@ def test_the_kept_events_come_out_in_chronological_order() -> None:
         pl.DataFrame({"user_id": [2, 1, 2, 1], "item_id": [1, 1, 2, 2], "timestamp": [5, 9, 3, 1]})
     )
     events, keep, report = clean_events(log, CleaningConfig())
-    assert events.row[keep].tolist() == [3, 1, 2, 0]
+    # Input rows 3, 1 (user 1 at times 1, 9), then 2, 0 (user 2 at times 3, 5).
+    assert events.user[keep].tolist() == [0, 0, 1, 1]
+    assert events.item[keep].tolist() == [1, 0, 1, 0]
+    assert events.time_ms is not None
+    assert (events.time_ms[keep] // 1000).tolist() == [1, 9, 3, 5]
     assert report.rows_kept == 4
+    # Consumed: preparation never holds the raw and the encoded log together.
+    assert log.columns == [C.EVENT_ORDER]
 
 
 def _reference_k_core(

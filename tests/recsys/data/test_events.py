@@ -52,4 +52,39 @@ def test_partly_missing_times_must_be_dropped_before_encoding() -> None:
     )
     with pytest.raises(DataError, match="no timestamp"):
         encode_events(log)
-    assert encode_events(log.drop_nulls(C.TIMESTAMP)).row.tolist() == [0]
+    row = encode_events(log.drop_nulls(C.TIMESTAMP)).row
+    assert row is not None and row.tolist() == [0]
+
+
+@pytest.mark.parametrize("with_rating", [False, True])
+def test_consuming_encode_gives_the_same_log_and_empties_the_frame(with_rating: bool) -> None:
+    rng = np.random.default_rng(0)
+    columns = {
+        "user_id": rng.integers(0, 30, 500),
+        "item_id": rng.integers(100, 200, 500),
+        "timestamp": rng.integers(0, 50, 500),
+    }
+    if with_rating:
+        columns["rating"] = rng.integers(1, 6, 500)
+    kept = encode_events(read_interactions(pl.DataFrame(columns)))
+    frame = read_interactions(pl.DataFrame(columns), event_order=False)
+    consumed = encode_events(frame, consume=True)
+    assert frame.width == 0
+    assert consumed.row is None
+    assert consumed.user.tolist() == kept.user.tolist()
+    assert consumed.item.tolist() == kept.item.tolist()
+    assert consumed.time_ms is not None and kept.time_ms is not None
+    assert consumed.time_ms.tolist() == kept.time_ms.tolist()
+    assert consumed.user_ids.equals(kept.user_ids)
+    assert consumed.item_ids.equals(kept.item_ids)
+    if with_rating:
+        assert consumed.rating is not None and kept.rating is not None
+        assert consumed.rating.to_list() == kept.rating.to_list()
+    else:
+        assert consumed.rating is None
+
+
+def test_event_order_is_left_out_only_when_asked() -> None:
+    frame = pl.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [5, 6]})
+    assert C.EVENT_ORDER in read_interactions(frame).columns
+    assert C.EVENT_ORDER not in read_interactions(frame, event_order=False).columns

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from recsys.data import CleaningConfig, PrepareConfig, SplitConfig, assign_split, prepare_dataset
 from recsys.data import columns as C
+from recsys.data.splits import Sequences
 from recsys.errors import ConfigError, DataError
 
 EVENT_ROWS = st.lists(
@@ -169,3 +171,14 @@ def test_temporal_split_never_trains_on_the_future(
         assert latest[C.VALIDATION] < earliest[C.TEST]  # type: ignore[operator]
     if latest[C.TRAIN] is not None and earliest[C.TEST] is not None:
         assert latest[C.TRAIN] < earliest[C.TEST]  # type: ignore[operator]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=40))
+def test_run_positions_count_from_zero_in_each_users_run(users: list[int]) -> None:
+    sorted_users = np.array(sorted(users), dtype=np.int32)
+    sequences = Sequences.of_sorted(sorted_users)
+    expected = [sorted(users)[:i].count(u) for i, u in enumerate(sorted(users))]
+    assert sequences.position.dtype == np.int32
+    assert sequences.position.tolist() == expected
+    assert sequences.lengths.sum() == len(users)
