@@ -73,9 +73,13 @@ class ServeConfig(Config):
 
     max_batch_size: int = 64
     """Most requests in one model forward (micro-batch)."""
-    fair_share: int = 16
+    fair_share: int = 4
     """Most requests of one RecommendBatch call in one forward: a large batch is cut into
     pieces that other callers' requests ride along with, instead of waiting behind all of it."""
+    batch_yield_ms: float = 10.0
+    """How long a RecommendBatch piece waits for single Recommend calls in flight to finish
+    before it starts anyway: singles go first, and a batch is never held longer than this per
+    piece (0: pieces never wait)."""
     max_wait_ms: float = 1.0
     """How long a micro-batch of a busy server (``busy_in_flight``) waits for more requests before
     it runs. Bigger batches cost less CPU per request (the model's fixed cost per forward, fewer
@@ -150,7 +154,7 @@ class ServeConfig(Config):
             raise ConfigError(
                 f"--near-cache-size must be an integer >= 0, got {self.near_cache_size!r}"
             )
-        for name in ("max_wait_ms", "read_hold_ms", "cache_ttl_s", "grace_s"):
+        for name in ("max_wait_ms", "read_hold_ms", "cache_ttl_s", "grace_s", "batch_yield_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)!r}")
         if self.near_cache_mb <= 0:

@@ -151,14 +151,19 @@ def _fill(response: pb.RecommendResponse, snapshot: ModelSnapshot, result: Model
         for index, score in zip(result.indices, result.scores, strict=True):
             add(item_id=item_ids[index], score=score)
         return
-    drivers = [
-        pb.HistoryWeight(
-            item_id=item_ids[entry.index], weight=entry.weight, position=entry.position
-        )
-        for entry in result.explanation
-    ]
+    # Every item carries the same explanation (the weights of the user's history): it is encoded
+    # once and merged into each item from its bytes, a parse in C, instead of its messages being
+    # built again for every item from Python: a quarter of the event-loop time at k = 100.
+    explanation = pb.ScoredItem(
+        explanation=[
+            pb.HistoryWeight(
+                item_id=item_ids[entry.index], weight=entry.weight, position=entry.position
+            )
+            for entry in result.explanation
+        ]
+    ).SerializeToString()
     for index, score in zip(result.indices, result.scores, strict=True):
-        add(item_id=item_ids[index], score=score, explanation=drivers)
+        add(item_id=item_ids[index], score=score).MergeFromString(explanation)
 
 
 def _unique(values: list[str]) -> list[str]:

@@ -38,9 +38,17 @@ Observe = Callable[[str, grpc.StatusCode, float], None]
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps errors of the unary methods whose full name starts with ``prefix``."""
 
-    def __init__(self, prefix: str, observe: Observe | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        observe: Observe | None = None,
+        deserializers: dict[str, Callable[[bytes], Any]] | None = None,
+    ) -> None:
         self.prefix = prefix
         self.observe = observe
+        self.deserializers = deserializers or {}
+        """Per full method name, a request decoder used instead of the generated one (the
+        batch's piece-by-piece decoding, ``serving.wire.LazyBatch``)."""
         """Called with (method, status code, seconds) as each call ends (the metrics)."""
         self._wrapped: dict[str, Handler] = {}
 
@@ -61,8 +69,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 UndecodableLog(method),
                 self.observe,
             ),
-            request_deserializer=_tolerant(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
+            request_deserializer=_tolerant(
+                self.deserializers.get(method, handler.request_deserializer)
+            ),
+            response_serializer=_passing_bytes(handler.response_serializer),
         )
         self._wrapped[method] = wrapped
         return wrapped
@@ -88,6 +98,18 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
             return Undecodable(first_line[:200])
 
     return decode
+
+
+def _passing_bytes(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """``serialize``, except that an answer already serialized (``bytes``, see ``serving.wire``)
+    goes out as it is."""
+    if serialize is None:
+        return None
+
+    def encode(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else serialize(response)
+
+    return encode
 
 
 class UndecodableLog:

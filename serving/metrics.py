@@ -3,9 +3,11 @@
 Served in the Prometheus text format by ``prometheus-client``'s own HTTP server on a thread of
 its own, from a registry per server (not the library's global one, so that several servers in
 one process, as in the tests, keep apart). Counters on the request path are plain increments
-(about a microsecond); everything that already has a counter elsewhere (the near cache, the
-runtime's forwards) is read when Prometheus scrapes, not on the hot path. Names and meanings
-are listed in the README (Metrics).
+(about a microsecond) on labelled children looked up once per label set and kept: prometheus-
+client's ``labels()`` costs three times the increment itself (``observe_call`` took 9 us a call
+through it, 2.3 us with kept children). Everything that already has a counter elsewhere (the
+near cache, the runtime's forwards) is read when Prometheus scrapes, not on the hot path. Names
+and meanings are listed in the README (Metrics).
 """
 
 from __future__ import annotations
@@ -81,9 +83,27 @@ class ServerMetrics:
             registry=r,
         )  # fmt: skip
 
+        self._calls: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
+        self._answers: dict[tuple[str, str], Any] = {}
+
     def observe_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self.requests.labels(method, code.name).inc()
-        self.latency.labels(method).observe(seconds)
+        children = self._calls.get((method, code))
+        if children is None:
+            children = (self.requests.labels(method, code.name), self.latency.labels(method))
+            self._calls[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_answer(self, source: str, fallback_reason: str, degraded: bool) -> None:
+        """One Recommend answer by its source (and a fallback's reason)."""
+        child = self._answers.get((source, fallback_reason))
+        if child is None:
+            child = self._answers[(source, fallback_reason)] = self.answers.labels(
+                source, fallback_reason
+            )
+        child.inc()
+        if degraded:
+            self.degraded.inc()
 
     def redis_changed(self, available: bool) -> None:
         self.redis_up.set(1 if available else 0)

@@ -37,6 +37,7 @@ from serving.service import RecommenderService
 from serving.store.embedded_redis import EmbeddedRedis
 from serving.store.feature_store import FeatureStore
 from serving.store.redis_clients import redacted
+from serving.wire import LazyBatch
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def create_server(
             ErrorInterceptor(
                 prefix=f"/{SERVICE_NAME}/",
                 observe=metrics.observe_call if metrics is not None else None,
+                deserializers={f"/{SERVICE_NAME}/RecommendBatch": LazyBatch.decode},
             ),
         ],
         options=[("grpc.so_reuseport", 0)],

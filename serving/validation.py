@@ -10,9 +10,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from serving.config import ServeConfig
 from serving.errors import InvalidArgument
 from serving.proto.recsys.v1 import recommender_pb2 as pb
+from serving.wire import LazyBatch
 
 
 @dataclass(slots=True)
@@ -97,12 +100,16 @@ def parse_recommend(
     )
 
 
-def parse_batch(request: pb.RecommendBatchRequest, config: ServeConfig) -> list[RecommendQuery]:
+BatchRequest = pb.RecommendBatchRequest | LazyBatch
+"""A batch as grpc hands it to the handler: decoded, or decoded request by request."""
+
+
+def parse_batch(request: BatchRequest, config: ServeConfig) -> list[RecommendQuery]:
     check_batch_size(request, config)
     return parse_batch_part(request, config, 0, len(request.requests))
 
 
-def check_batch_size(request: pb.RecommendBatchRequest, config: ServeConfig) -> None:
+def check_batch_size(request: BatchRequest, config: ServeConfig) -> None:
     count = len(request.requests)
     if count == 0:
         raise InvalidArgument("requests", "must hold at least one request")
@@ -113,13 +120,19 @@ def check_batch_size(request: pb.RecommendBatchRequest, config: ServeConfig) -> 
 
 
 def parse_batch_part(
-    request: pb.RecommendBatchRequest, config: ServeConfig, start: int, stop: int
+    request: BatchRequest, config: ServeConfig, start: int, stop: int
 ) -> list[RecommendQuery]:
     """Requests ``start:stop`` of a batch, checked (errors name ``requests[i]``)."""
-    return [
-        parse_recommend(request.requests[position], config, f"requests[{position}].")
-        for position in range(start, min(stop, len(request.requests)))
-    ]
+    queries = []
+    for position in range(start, min(stop, len(request.requests))):
+        try:
+            single = request.requests[position]
+        except DecodeError as err:
+            raise InvalidArgument(
+                f"requests[{position}]", f"is not a valid RecommendRequest ({err})"
+            ) from err
+        queries.append(parse_recommend(single, config, f"requests[{position}]."))
+    return queries
 
 
 def parse_record(

@@ -18,6 +18,8 @@ from serving.config import ServeConfig
         ({"max_batch_size": -1}, "--max-batch-size"),
         ({"max_history": True}, "--max-history"),
         ({"max_wait_ms": -0.5}, "--max-wait-ms"),
+        ({"batch_yield_ms": -1}, "--batch-yield-ms"),
+        ({"fair_share": 0}, "--fair-share"),
         ({"busy_in_flight": 0}, "--busy-in-flight"),
         ({"read_hold_ms": -1}, "--read-hold-ms"),
         ({"read_hold_ms": 300, "redis_timeout_s": 0.5}, "--read-hold-ms"),

@@ -114,3 +114,15 @@ def test_undecodable_requests_are_invalid_argument_logged_once_without_traceback
     assert records[0].exc_info is None and "undecodable" in records[0].getMessage()
     answer = shared_server.stub.Recommend(pb.RecommendRequest(history=["sku-1"], k=2), timeout=5)
     assert len(answer.items) == 2  # the server is unharmed
+
+
+def test_a_batch_whose_one_request_does_not_decode_names_it(shared_server: ServerHandle) -> None:
+    # The batch splits into its requests' bytes (serving.wire); the second holds invalid UTF-8.
+    good = pb.RecommendRequest(history=["sku-1"], k=2).SerializeToString()
+    bad = b"\x0a\x02\xff\xfe\x18\x05"
+    payload = b"".join(b"\x0a" + bytes([len(entry)]) + entry for entry in (good, bad))
+    raw = shared_server.channel.unary_unary("/recsys.v1.Recommender/RecommendBatch")
+    with pytest.raises(grpc.RpcError) as caught:
+        raw(payload, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(caught.value.details()).startswith("requests[1]: is not a valid RecommendRequest")

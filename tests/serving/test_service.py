@@ -3,6 +3,7 @@ batches answered in order, and the caller's deadline carried to the model batch.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING
@@ -11,7 +12,9 @@ import grpc
 import pytest
 
 from recsys.export import load_artifact
+from serving.config import ServeConfig
 from serving.proto.recsys.v1 import recommender_pb2 as pb
+from serving.service import RecommenderService
 from tests.servers import ids, record
 
 if TYPE_CHECKING:
@@ -97,3 +100,54 @@ def test_a_deadline_shorter_than_the_batch_wait_is_honoured(start_server: StartS
     server.run(lambda: setattr(runtime, "in_flight", 0))
     ok = server.stub.Recommend(pb.RecommendRequest(history=["sku-1"], k=3), timeout=5)
     assert ok.source == pb.SOURCE_MODEL
+
+
+def test_a_batch_answered_in_pieces_equals_its_requests_answered_alone(
+    start_server: StartServer,
+) -> None:
+    # Five pieces of two: each piece's answers are serialized on their own and joined.
+    server = start_server(fair_share=2, cache_ttl_s=0)
+    requests = [
+        pb.RecommendRequest(history=[f"sku-{i}", f"sku-{i + 1}"], k=4, explain=i % 2 == 0)
+        for i in range(1, 10)
+    ]
+    requests.append(pb.RecommendRequest(user_id="nobody", k=2))
+    batch = server.stub.RecommendBatch(pb.RecommendBatchRequest(requests=requests), timeout=10)
+    assert len(batch.responses) == len(requests)
+    for request, answer in zip(requests, batch.responses, strict=True):
+        alone = server.stub.Recommend(request, timeout=5)
+        assert ids(answer) == ids(alone)
+        assert answer.source == alone.source
+        # Scores of a batched forward may differ from a lone one's in the last float bits.
+        assert [i.score for i in answer.items] == pytest.approx([i.score for i in alone.items])
+        for mine, theirs in zip(answer.items, alone.items, strict=True):
+            assert [(e.item_id, e.position) for e in mine.explanation] == [
+                (e.item_id, e.position) for e in theirs.explanation
+            ]
+            assert [e.weight for e in mine.explanation] == pytest.approx(
+                [e.weight for e in theirs.explanation], abs=1e-5
+            )
+    assert batch.responses[1].items[0].explanation  # i = 2 asked for one
+    assert batch.responses[-1].source == pb.SOURCE_FALLBACK
+
+
+def test_a_batch_piece_waits_for_single_calls_in_flight_but_not_forever() -> None:
+    # The service's own scheduling, without a server: no engine call is made.
+    async def scenario() -> None:
+        service = RecommenderService(ServeConfig(batch_yield_ms=200), engine=None)  # type: ignore[arg-type]
+        await asyncio.wait_for(service._make_way(), 1)  # no single in flight: at once
+        service._singles_in_flight = 1
+        service._no_singles.clear()
+        waiting = asyncio.ensure_future(service._make_way())
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "the piece went ahead of a single in flight"
+        service._singles_in_flight = 0
+        service._no_singles.set()
+        await asyncio.wait_for(waiting, 1)  # the single finished: the piece goes
+        service._singles_in_flight = 1
+        service._no_singles.clear()
+        started = time.monotonic()
+        await asyncio.wait_for(service._make_way(), 2)  # a single that never ends: 200 ms
+        assert 0.15 < time.monotonic() - started < 1.5
+
+    asyncio.run(scenario())
