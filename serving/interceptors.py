@@ -32,7 +32,10 @@ if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Behaviour: TypeAlias = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
-Observe = Callable[[str, grpc.StatusCode, float], None]
+Observe = Callable[[grpc.StatusCode, float], None]
+"""Called with (status code, seconds) as each call of one method ends (the metrics)."""
+Observer = Callable[[str], Observe]
+"""Gives the ``Observe`` of a method, by its short name (``Recommend``), once per method."""
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -41,15 +44,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
         prefix: str,
-        observe: Observe | None = None,
+        observer: Observer | None = None,
         deserializers: dict[str, Callable[[bytes], Any]] | None = None,
     ) -> None:
         self.prefix = prefix
-        self.observe = observe
+        self.observer = observer
         self.deserializers = deserializers or {}
         """Per full method name, a request decoder used instead of the generated one (the
         batch's piece-by-piece decoding, ``serving.wire.LazyBatch``)."""
-        """Called with (method, status code, seconds) as each call ends (the metrics)."""
         self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
@@ -67,7 +69,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 cast("Behaviour", handler.unary_unary),
                 method,
                 UndecodableLog(method),
-                self.observe,
+                self.observer(_short_name(method)) if self.observer is not None else None,
             ),
             request_deserializer=_tolerant(
                 self.deserializers.get(method, handler.request_deserializer)
@@ -139,7 +141,7 @@ class UndecodableLog:
 def _mapped(
     behaviour: Behaviour, method: str, undecodable: UndecodableLog, observe: Observe | None
 ) -> Behaviour:
-    message = method.rsplit("/", 1)[-1]
+    message = _short_name(method)
 
     async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         started = time.perf_counter()
@@ -170,6 +172,11 @@ def _mapped(
                 await context.abort(code, f"internal error: {type(err).__name__}")
         finally:
             if observe is not None:
-                observe(message, code, time.perf_counter() - started)
+                observe(code, time.perf_counter() - started)
 
     return handle
+
+
+def _short_name(method: str) -> str:
+    """``/recsys.v1.Recommender/Recommend`` -> ``Recommend``."""
+    return method.rsplit("/", 1)[-1]

@@ -108,7 +108,7 @@ def create_server(
             *interceptors,
             ErrorInterceptor(
                 prefix=f"/{SERVICE_NAME}/",
-                observe=metrics.observe_call if metrics is not None else None,
+                observer=metrics.observer if metrics is not None else None,
                 deserializers={f"/{SERVICE_NAME}/RecommendBatch": LazyBatch.decode},
             ),
         ],

@@ -121,10 +121,7 @@ class RecommenderService(pb_grpc.RecommenderServicer):
         if self.metrics is None:
             return
         for answer in answers:
-            reason = ""
-            if answer.source == pb.SOURCE_FALLBACK:
-                reason = pb.FallbackReason.Name(answer.fallback_reason)
-            self.metrics.count_answer(pb.Source.Name(answer.source), reason, answer.degraded)
+            self.metrics.count_answer(answer.source, answer.fallback_reason, answer.degraded)
 
     async def RecordInteractions(  # noqa: N802
         self, request: pb.RecordInteractionsRequest, context: Context

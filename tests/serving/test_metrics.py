@@ -107,3 +107,34 @@ def test_a_bad_metrics_port_names_the_flag() -> None:
 
     with pytest.raises(ConfigError, match="--metrics-port must be in 0..65535"):
         ServeConfig(metrics_port=70000)
+
+
+def test_the_lean_latency_histogram_counts_as_prometheus_clients_own() -> None:
+    # The request histogram is counted without prometheus-client's Histogram (see
+    # serving.metrics); its exposition must be the same, bucket edges included (le is <=).
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from serving.metrics import LATENCY_BUCKETS, _LatencyHistogram
+
+    values = [0.0, 0.0004, 0.0005, 0.0007, 0.002, 0.0099, 0.01, 1.0, 2.5, 3.0, 40.0]
+    reference_registry, lean_registry = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram(
+        "t", "t", ["method"], buckets=LATENCY_BUCKETS, registry=reference_registry
+    )
+    lean = _LatencyHistogram("t", "t", LATENCY_BUCKETS)
+    lean_registry.register(lean)
+    for method in ("Recommend", "GetUserHistory"):
+        for value in values if method == "Recommend" else values[:3]:
+            reference.labels(method).observe(value)
+            lean.counts_of(method).add(value)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, s.labels["method"], s.labels.get("le", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(lean_registry) == samples(reference_registry)
