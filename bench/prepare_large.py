@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.scale import stage  # noqa: E402  (after the path set-up above)
+from bench.rows_report import write_rows_report  # noqa: E402  (after the path set-up)
+from bench.scale import stage  # noqa: E402
 
 WORK: Final = REPO_ROOT / "bench" / ".work"
 STEM: Final = "prepare_large"
@@ -47,21 +44,16 @@ def log(message: str) -> None:
 
 
 def ensure_log(size: dict[str, int]) -> Path:
-    """The cached synthetic log of this size, generated once (named as bench/prepare.py does)."""
-    path = WORK / (f"synthetic-u{size['users']}-i{size['items']}-e{size['events']}-s0.parquet")
-    if path.is_file():
-        log(f"using cached {path.name}")
-        return path
-    from recsys.data.synthetic import SynthConfig, generate_log, write_log
+    """The cached synthetic log of this size, generated once (``bench/prepare.py``'s cache)."""
+    from bench.prepare import BenchConfig
+    from bench.prepare import ensure_log as ensure_cached_log
 
-    log(f"generating {size['events']:,} events (once; cached in {WORK}) ...")
-    started = time.perf_counter()
-    config = SynthConfig(
-        n_users=size["users"], n_items=size["items"], n_events=size["events"], seed=0
-    )
-    write_log(generate_log(config), path)
-    log(f"wrote {path.name} in {time.perf_counter() - started:.0f} s")
-    return path
+    config = BenchConfig(
+        users=size["users"], items=size["items"], events=size["events"], seed=0,
+        min_user_interactions=5, min_item_interactions=5, repeats=1, workdir=WORK,
+        results=WORK, quick=False,
+    )  # fmt: skip
+    return ensure_cached_log(config)
 
 
 def run_size(name: str) -> dict[str, Any]:
@@ -156,23 +148,16 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _write(rows: list[dict[str, Any]], results: Path) -> None:
-    from recsys.io import atomic_write_text, write_json
-
     ordered = sorted(rows, key=lambda row: row["events"])
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    host = f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
-    results.mkdir(parents=True, exist_ok=True)
-    write_json(results / f"{STEM}.json", {"updated": stamp, "host": host, "rows": ordered})
-    lines = _markdown(ordered)
-    lines += [
-        "",
-        f"![peak RSS and time against log size]({STEM}.png)",
-        "",
-        f"Updated {stamp} on {host}. Reproduce: "
-        "`.venv/bin/python bench/prepare_large.py --size NAME`.",
-    ]
-    atomic_write_text(results / f"{STEM}.md", "\n".join(lines) + "\n")
-    _plot(ordered, results / f"{STEM}.png")
+    write_rows_report(
+        results,
+        STEM,
+        ordered,
+        _markdown(ordered),
+        lambda path: _plot(ordered, path),
+        "peak RSS and time against log size",
+        ".venv/bin/python bench/prepare_large.py --size NAME",
+    )
 
 
 def main() -> None:

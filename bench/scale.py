@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -313,22 +311,18 @@ def main() -> None:
 
 
 def _write(rows: list[dict[str, Any]], results: Path) -> None:
-    from recsys.io import atomic_write_text, write_json
+    from bench.rows_report import write_rows_report
 
     ordered = sorted(rows, key=lambda row: row["items"])
-    stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    host = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    results.mkdir(parents=True, exist_ok=True)
-    write_json(results / f"{STEM}.json", {"updated": stamp, "host": host, "rows": ordered})
-    lines = _markdown(ordered)
-    lines += [
-        "",
-        f"![each measure against catalogue size]({STEM}.png)",
-        "",
-        f"Updated {stamp} on {host}. Reproduce: `.venv/bin/python bench/scale.py --size NAME`.",
-    ]
-    atomic_write_text(results / f"{STEM}.md", "\n".join(lines) + "\n")
-    _plot(ordered, results / f"{STEM}.png")
+    write_rows_report(
+        results,
+        STEM,
+        ordered,
+        _markdown(ordered),
+        lambda path: _plot(ordered, path),
+        "each measure against catalogue size",
+        ".venv/bin/python bench/scale.py --size NAME",
+    )
 
 
 if __name__ == "__main__":

@@ -111,16 +111,7 @@ def test_prepare_gives_freed_polars_memory_back_at_once() -> None:
     # Preparation drops the raw log column by column while numpy builds the coded one: polars'
     # allocator must hand the pages back instead of keeping them for ~10 s, or RSS holds both.
     environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
-    done = subprocess.run(
-        [sys.executable, "-c", _RSS_PROBE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=environment,
-    )
-    assert done.returncode == 0, done.stderr
-    setting, grown, left = done.stdout.split()
+    setting, grown, left = _python(_RSS_PROBE, environment).split()
     # polars puts its own defaults first and the variable after them: the later keys win.
     assert setting.endswith("," + PREPARE_ENVIRONMENT["_RJEM_MALLOC_CONF"])
     assert int(grown) >= 150, "the probe did not allocate what it meant to"
@@ -132,9 +123,15 @@ def test_a_users_own_allocator_setting_wins() -> None:
         "import os\nfrom pipelines.cli import COMMANDS\nCOMMANDS['prepare'].load()\n"
         "import polars\nprint(os.environ['_RJEM_MALLOC_CONF'])\n"
     )
-    environment = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:5000"}
+    printed = _python(probe, {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:5000"})
+    assert printed.strip().endswith(",dirty_decay_ms:5000")
+    assert PREPARE_ENVIRONMENT["_RJEM_MALLOC_CONF"] not in printed
+
+
+def _python(code: str, environment: dict[str, str]) -> str:
+    """What ``code`` prints in a fresh interpreter with ``environment``."""
     done = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=120,
@@ -142,5 +139,4 @@ def test_a_users_own_allocator_setting_wins() -> None:
         env=environment,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith(",dirty_decay_ms:5000")
-    assert PREPARE_ENVIRONMENT["_RJEM_MALLOC_CONF"] not in done.stdout
+    return done.stdout
