@@ -193,9 +193,53 @@ def main() -> None:
             f"{row['loaded']['p50_ms']} / {row['loaded']['p99_ms']} | {row['p99_ratio']} | "
             f"{row['big_batches']} ({row['big_batch_s']}) |"
         )
-    lines += ["", f"Updated {stamp}. Reproduce: `.venv/bin/python bench/fairness.py`."]
+    lines += [
+        "",
+        f"![single-call latency under a large batch, per setting]({STEM}.png)",
+        "",
+        f"Updated {stamp}. Reproduce: `.venv/bin/python bench/fairness.py`.",
+    ]
     atomic_write_text(args.results / f"{STEM}.md", "\n".join(lines) + "\n")
-    log(f"wrote {args.results / STEM}.{{json,md}}")
+    plot(rows, args.results / f"{STEM}.png")
+    log(f"wrote {args.results / STEM}.{{json,md,png}}")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Idle and loaded p50/p99 per setting, with the target (3x idle p99) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from recsys.evaluation.plots import save_figure
+
+    labels = [f"share {r['fair_share']}\nyield {r['batch_yield_ms']:g} ms" for r in rows]
+    positions = range(len(rows))
+    figure, axis = plt.subplots(figsize=(8, 4.2))
+    width = 0.2
+    series = (
+        ("idle p50", "idle", "p50_ms"),
+        ("idle p99", "idle", "p99_ms"),
+        ("loaded p50", "loaded", "p50_ms"),
+        ("loaded p99", "loaded", "p99_ms"),
+    )
+    for offset, (label, state, key) in enumerate(series):
+        axis.bar(
+            [p + (offset - 1.5) * width for p in positions],
+            [row[state][key] for row in rows],
+            width,
+            label=label,
+        )
+    for position, row in zip(positions, rows, strict=True):
+        target = 3 * row["idle"]["p99_ms"]
+        axis.hlines(target, position - 2 * width, position + 2 * width, colors="black")
+    axis.plot([], [], color="black", label="target: 3x idle p99")
+    axis.set_xticks(list(positions), labels)
+    axis.set_yscale("log")
+    axis.set_ylabel("single Recommend latency (ms)")
+    axis.set_title("One maximum-size RecommendBatch in flight: everyone else's latency")
+    axis.legend(fontsize=8)
+    save_figure(figure, path)
 
 
 if __name__ == "__main__":

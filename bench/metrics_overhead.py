@@ -181,7 +181,34 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / f"{STEM}.json", payload)
     atomic_write_text(args.results / f"{STEM}.md", render_markdown(payload, args.rounds))
-    log(f"wrote {args.results / STEM}.{{json,md}}: {summary}")
+    plot(payload, args.results / f"{STEM}.png")
+    log(f"wrote {args.results / STEM}.{{json,md,png}}: {summary}")
+
+
+def plot(payload: dict[str, Any], path: Path) -> None:
+    """Each round's on/off ratios (QPS and server CPU per request) against the 3% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from recsys.evaluation.plots import save_figure
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axis, traffic in zip(axes, ("miss", "hit"), strict=True):
+        rounds = [r for r in payload["rounds"] if r["traffic"] == traffic]
+        numbers = [r["round"] for r in rounds]
+        axis.plot(numbers, [r["ratio"] for r in rounds], marker="o", label="QPS on / off")
+        axis.plot(
+            numbers, [r["cpu_ratio"] for r in rounds], marker="s", label="server CPU on / off"
+        )
+        axis.axhspan(0.97, 1.03, color="green", alpha=0.15, label="within 3%")
+        axis.axhline(payload["median_ratio_on_off"][traffic], color="C0", linestyle="--")
+        axis.set_title(f"cache-{traffic}: medians dashed")
+        axis.set_xlabel("paired round")
+    axes[0].set_ylabel("metrics on / off")
+    axes[0].legend(fontsize=8)
+    save_figure(figure, path)
 
 
 def render_markdown(payload: dict[str, Any], rounds_run: int) -> str:
@@ -222,6 +249,8 @@ def render_markdown(payload: dict[str, Any], rounds_run: int) -> str:
         f"the interceptor's observation and the answer's count, best of three): "
         f"{per_call_us:.2f} us, shown above as a share of the server CPU per request without "
         "metrics (the median over the rounds).",
+        "",
+        f"![each round's ratios]({STEM}.png)",
         "",
         "Series that moved between a scrape before and one after the loads: "
         f"{', '.join(payload['series_that_moved'])}.",
