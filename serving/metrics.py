@@ -191,8 +191,7 @@ class _LatencyHistogram(Collector):
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=["method"])
         for method, counts in list(self._by_method.items()):
-            buckets = list(counts.buckets)
-            cumulative = list(accumulate(buckets))
+            cumulative = list(accumulate(counts.buckets))
             family.add_metric(
                 [method], list(zip(self._edges, cumulative, strict=True)), sum_value=counts.total
             )

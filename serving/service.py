@@ -31,10 +31,9 @@ from serving.validation import (
     parse_recommend,
     parse_record,
 )
-from serving.wire import repeated_field
+from serving.wire import batch_answers
 
 Context = grpc.aio.ServicerContext[Any, Any]
-_RESPONSES_FIELD = pb.RecommendBatchResponse.DESCRIPTOR.fields_by_name["responses"].number
 
 
 def _deadline(context: Context) -> float | None:
@@ -101,7 +100,7 @@ class RecommenderService(pb_grpc.RecommenderServicer):
                 *(self.engine.recommend(query, deadline, caller) for query in pending.pop())
             )
             self._count(answers)
-            pieces.append(repeated_field(_RESPONSES_FIELD, answers))
+            pieces.append(batch_answers(answers))
             del answers
         return b"".join(pieces)
 

@@ -25,6 +25,7 @@ from serving.proto.recsys.v1 import recommender_pb2 as pb
 
 _LENGTH_DELIMITED = 2
 _REQUESTS_FIELD = pb.RecommendBatchRequest.DESCRIPTOR.fields_by_name["requests"].number
+_RESPONSES_FIELD = pb.RecommendBatchResponse.DESCRIPTOR.fields_by_name["responses"].number
 
 
 class Serializable(Protocol):
@@ -39,6 +40,12 @@ def repeated_field(field_number: int, messages: Iterable[Serializable]) -> bytes
         payload = message.SerializeToString()
         parts += (tag, _varint(len(payload)), payload)
     return b"".join(parts)
+
+
+def batch_answers(answers: Iterable[pb.RecommendResponse]) -> bytes:
+    """``answers`` as a piece of a ``RecommendBatchResponse``'s bytes (pieces join by
+    concatenation into the whole answer)."""
+    return repeated_field(_RESPONSES_FIELD, answers)
 
 
 def _varint(value: int) -> bytes:

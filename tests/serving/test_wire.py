@@ -9,9 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.proto.recsys.v1 import recommender_pb2 as pb
-from serving.wire import LazyBatch, repeated_field, split_repeated
-
-RESPONSES = pb.RecommendBatchResponse.DESCRIPTOR.fields_by_name["responses"].number
+from serving.wire import LazyBatch, batch_answers, repeated_field, split_repeated
 
 
 def _answer(items: int, explained: int) -> pb.RecommendResponse:
@@ -35,7 +33,7 @@ def test_a_repeated_field_in_pieces_is_the_message_serialized_whole(
     # Empty answers (length 0), short ones (1-byte lengths) and ones over 16 KB (3-byte lengths).
     answers = [_answer(items, explained) for items, explained in shapes]
     whole = pb.RecommendBatchResponse(responses=answers).SerializeToString()
-    halves = repeated_field(RESPONSES, answers[:2]) + repeated_field(RESPONSES, answers[2:])
+    halves = batch_answers(answers[:2]) + batch_answers(answers[2:])
     assert halves == whole
     assert list(pb.RecommendBatchResponse.FromString(halves).responses) == answers
 
@@ -44,7 +42,7 @@ def test_lengths_use_as_many_varint_bytes_as_they_need() -> None:
     big = _answer(120, 12)
     size = big.ByteSize()
     assert size > 16_384  # a three-byte length
-    encoded = repeated_field(RESPONSES, [big])
+    encoded = batch_answers([big])
     assert encoded[0] == 0x0A  # field 1, length-delimited
     assert encoded == pb.RecommendBatchResponse(responses=[big]).SerializeToString()
 
